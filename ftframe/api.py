@@ -1,0 +1,276 @@
+"""The contracts plugins implement, and the values that flow between them.
+
+Every plugin class has a registry ``name`` and a ``Config`` dataclass (its schema, stored in Hydra's
+ConfigStore by the CLI). The host instantiates it with the validated config and calls one verb:
+
+=============  ==========================================  =====================================
+kind           verb                                        returns
+=============  ==========================================  =====================================
+DataFormat     ``load()``                                  :class:`LoadedData`
+ModelSource    ``load(dtype=...)``                         :class:`LoadedModel`
+Backend        ``baseline(job)`` / ``train(job)``          :class:`Predictor` / :class:`TrainedModel`
+Metric         ``compute(predictions, task)``              :class:`MetricResult`
+Judge          ``judge(prompt, a, b)``                     :class:`Verdict`
+Exporter       ``export(ctx)``                             :class:`ExportResult`
+=============  ==========================================  =====================================
+
+Examples use one canonical shape everywhere: the OpenAI chat schema (``messages`` with ``role`` /
+``content``, optional ``tools`` and per-message ``weight``), plus ``chosen``/``rejected`` for preferences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+Message = dict[str, Any]
+"""One chat message: ``{"role": ..., "content": ..., "weight"?: 0|1, "tool_calls"?: [...]}``."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class Example:
+    """One canonical training/evaluation example and where it came from (``file:line``)."""
+
+    messages: list[Message]
+    source: str = ""
+    tools: list[dict[str, Any]] | None = None
+    chosen: Message | None = None
+    rejected: Message | None = None
+
+    @property
+    def prompt(self) -> list[Message]:
+        """The conversation up to (not including) the last assistant message."""
+        last = max((i for i, m in enumerate(self.messages) if m.get("role") == "assistant"), default=None)
+        return list(self.messages if last is None else self.messages[:last])
+
+    @property
+    def target(self) -> str | None:
+        """The content of the last assistant message (the gold answer), if any."""
+        for m in reversed(self.messages):
+            if m.get("role") == "assistant":
+                return m.get("content")
+        return None
+
+    def to_record(self) -> dict[str, Any]:
+        """The example in the canonical JSONL shape."""
+        rec: dict[str, Any] = {"messages": self.messages}
+        for key in ("tools", "chosen", "rejected"):
+            if getattr(self, key) is not None:
+                rec[key] = getattr(self, key)
+        return rec
+
+
+@dataclass
+class Rejected:
+    """An input row that was not used, kept with its reason (nothing disappears silently)."""
+
+    source: str
+    reason: str
+    raw: Any = None
+
+
+@dataclass
+class LoadedData:
+    examples: list[Example]
+    rejected: list[Rejected] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    """Every input file read, for the manifest's content hashes."""
+
+
+# --------------------------------------------------------------------------------------------- model
+@dataclass
+class LoadedModel:
+    """A model and its tokenizer, ready on the CPU (or the trainer's device)."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    path: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ predict
+@dataclass
+class Prediction:
+    """One evaluated example: what went in, the gold answer, and what came out."""
+
+    index: int
+    prompt: list[Message]
+    gold: str | None
+    predicted: str
+    source: str = ""
+    scores: dict[str, float] | None = None
+    """Per-candidate log-likelihoods when the prediction came from label scoring."""
+
+    def to_record(self) -> dict[str, Any]:
+        rec = {"index": self.index, "source": self.source, "input": self.prompt, "gold": self.gold,
+               "predicted": self.predicted}
+        if self.scores is not None:
+            rec["scores"] = self.scores
+        return rec
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """One interface for every model that answers: local weights, a provider endpoint, a server.
+
+    Metrics never know which one made a prediction.
+    """
+
+    name: str
+
+    def generate(self, prompts: Sequence[list[Message]], *, max_new_tokens: int,
+                 progress: Callable[[int], None] | None = None) -> list[str]:
+        """Greedy answers for each conversation (deterministic where the model allows)."""
+        ...
+
+    def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,
+              progress: Callable[[int], None] | None = None) -> list[list[float]]:
+        """Log-likelihood of each candidate as the assistant reply, ``[prompt][candidate]``."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------ metrics
+@dataclass
+class TaskInfo:
+    """What metrics and gates need to know about the task."""
+
+    name: str
+    type: str
+    labels: list[str] | None = None
+
+
+@dataclass
+class MetricResult:
+    """Scalar ``values`` (the one named like the metric is its headline) plus structured ``details``."""
+
+    values: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    """A judge's decision on answer ``a`` versus ``b``: ``"a"``, ``"b"`` or ``"tie"``, with its reason."""
+
+    winner: str
+    reason: str = ""
+
+
+# -------------------------------------------------------------------------------------- train/export
+@dataclass
+class TrainedModel:
+    """What a backend hands back: something to evaluate, and what exporters need."""
+
+    predictor: Predictor
+    model: Any = None
+    tokenizer: Any = None
+    kind: str = "adapter"
+    """``adapter`` (PEFT), ``full`` (all weights) or ``remote`` (a provider model id)."""
+    remote_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportContext:
+    """Everything an exporter may use; it writes only below ``run_dir``."""
+
+    run_dir: Path
+    trained: TrainedModel
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any] | None
+    gate: dict[str, Any]
+    data: dict[str, Any]
+    predictions: list[Prediction]
+    manifest: dict[str, Any]
+
+
+@dataclass
+class ExportResult:
+    paths: list[str]
+    verified: bool | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ plugins
+@dataclass
+class NoConfig:
+    """For plugins without options."""
+
+
+class Plugin:
+    """Base of every plugin class: a registry ``name`` and a ``Config`` schema."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls.Config)]
+
+
+class DataFormat(Plugin):
+    """Reads a file or folder into canonical examples (``Config`` must have a ``path`` field)."""
+
+    def load(self) -> LoadedData:
+        raise NotImplementedError
+
+
+class ModelSource(Plugin):
+    """Resolves a model reference to weights and a tokenizer."""
+
+    def load(self, *, dtype: Any = None) -> LoadedModel:
+        raise NotImplementedError
+
+
+class Backend(Plugin):
+    """Turns data and a model into a tuned model."""
+
+    def baseline(self, job: Any) -> Predictor:
+        """A predictor for the untuned model, for the baseline evaluation."""
+        raise NotImplementedError
+
+    def train(self, job: Any) -> TrainedModel:
+        raise NotImplementedError
+
+
+class Metric(Plugin):
+    """Scores predictions. ``higher_is_better`` tells gates and checkpoint selection which way is up."""
+
+    higher_is_better: ClassVar[bool] = True
+
+    def compute(self, predictions: Sequence[Prediction], task: TaskInfo) -> MetricResult:
+        raise NotImplementedError
+
+
+class Judge(Plugin):
+    """Decides which of two answers to one prompt is better."""
+
+    def judge(self, prompt: list[Message], a: str, b: str) -> Verdict:
+        raise NotImplementedError
+
+
+class Exporter(Plugin):
+    """Writes the result somewhere useful, below the run dir."""
+
+    def export(self, ctx: ExportContext) -> ExportResult:
+        raise NotImplementedError
+
+
+PLUGIN_KINDS: dict[str, type[Plugin]] = {
+    "data_format": DataFormat,
+    "model_source": ModelSource,
+    "backend": Backend,
+    "metric": Metric,
+    "judge": Judge,
+    "exporter": Exporter,
+}
+"""Plugin kind -> base class. The hook for kind ``k`` is ``ftframe_{k}s``."""

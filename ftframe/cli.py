@@ -1,0 +1,74 @@
+"""``python -m ftframe``: load plugins, store their schemas, pre-check the overrides, then @hydra.main.
+
+The job itself is :func:`ftframe.engine.run.run`; this module only wraps it for Hydra.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ftframe.config.compose import compose, config_dir
+from ftframe.config.plugin_options import store_schemas
+from ftframe.errors import FtframeError
+from ftframe.plugins import Registry, get_plugin_manager
+
+
+def _precheck(argv: list[str], registry: Registry) -> None:
+    """Compose each job's overrides once before Hydra runs, so config mistakes get a friendly message.
+
+    Hydra prints composition errors without the "did you mean" a user needs; composing here first is
+    cheap (no weights, no data) and keeps one error format for every entry point.
+    """
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "--cfg", "-c", "--resolve") or a.startswith("--info")
+           for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
+    if any(a in ("-m", "--multirun") for a in argv):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        overrides = [o.input_line if not o.is_sweep_override() else
+                     f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" for o in parsed]
+    from ftframe.config.validate import validate
+
+    validate(compose(overrides, registry=registry), registry)
+
+
+def main() -> None:
+    try:
+        pm = get_plugin_manager()
+        registry = Registry(pm)
+        store_schemas(registry)
+        _precheck(sys.argv[1:], registry)
+    except FtframeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    def job(cfg: DictConfig) -> float | None:
+        from ftframe.engine.run import run
+
+        hc = HydraConfig.get()
+        try:
+            result = run(cfg, Path(hc.runtime.output_dir), pm=pm)
+        except FtframeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            if hc.mode == RunMode.RUN:
+                raise SystemExit(exc.exit_code) from None
+            raise
+        if hc.mode == RunMode.RUN and not result.ok:
+            raise SystemExit(1)
+        values = result.metrics.get("values", {})
+        return values.get(str(cfg.task.primary_metric))
+
+    job()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Turn Hydra/OmegaConf exceptions into one friendly line: the full key, the problem, a suggestion."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _keys_of(exc: OmegaConfBaseException) -> list[str]:
+    node = getattr(exc, "parent_node", None)
+    try:
+        return [str(k) for k in node.keys()] if node is not None else []  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - a list/value node has no keys
+        return []
+
+
+def friendly(exc: BaseException, options_for: Callable[[str], list[str]] | None = None) -> str | None:
+    """A one-paragraph explanation of a config error, or None when ``exc`` is not one.
+
+    ``options_for(group)`` lists a config group's options, for "did you mean" on unknown choices.
+    """
+    for err in _chain(exc):
+        if isinstance(err, MissingConfigException):
+            return _missing_option(err, options_for)
+        if isinstance(err, MissingMandatoryValue):
+            key = getattr(err, "full_key", "") or "?"
+            return f"Missing value for '{key}': set it on the command line ({key}=...) or in the task config."
+        if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+            full_key = getattr(err, "full_key", "") or ""
+            key = getattr(err, "key", None) or full_key.rsplit(".", 1)[-1]
+            keys = _keys_of(err)
+            hint = did_you_mean(str(key), keys)
+            keys = [k for k in keys if k != "hydra"]
+            valid = f" Valid keys here: {', '.join(sorted(keys))}." if keys else ""
+            return f"Unknown config key '{full_key or key}'{hint}.{valid}"
+        if isinstance(err, ValidationError):
+            key = getattr(err, "full_key", "") or "?"
+            msg = str(err).splitlines()[0]
+            return f"Wrong type for '{key}': {msg}."
+        if isinstance(err, OverrideParseException):
+            return f"Could not parse the override: {str(err).splitlines()[0]}"
+    for err in _chain(exc):
+        if isinstance(err, ConfigCompositionException):
+            return str(err).strip()
+    return None
+
+
+def _missing_option(err: MissingConfigException, options_for: Callable[[str], list[str]] | None) -> str:
+    text = str(err)
+    m = re.search(r"Could not (?:find|load) '([^']+)'", text)
+    wanted = m.group(1) if m else "?"
+    group, _, option = wanted.rpartition("/")
+    options = list(getattr(err, "options", None) or [])
+    if not options and group and options_for is not None:
+        options = options_for(group)
+    if group:
+        return (f"Unknown option '{option}' for config group '{group}'{did_you_mean(option, options)}. "
+                f"Available: {', '.join(options) or '(none)'}.")
+    return f"Config '{wanted}' not found{did_you_mean(wanted, options)}."

@@ -1,0 +1,71 @@
+"""Cross-field checks on a composed config: collect every problem, then raise once (like `tune validate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ftframe.config.errors import did_you_mean
+from ftframe.config.plugin_options import MULTI_CHOICE, SINGLE_CHOICE
+from ftframe.engine.evaluate import MODES
+from ftframe.errors import ConfigError, FtframeError
+
+TASK_TYPES = ("classification", "generation")
+
+
+def problems(cfg: DictConfig, registry: Any) -> list[str]:
+    """Every problem found in ``cfg`` (empty when it is valid). Loads no weights and no data."""
+    out: list[str] = []
+    for kind, group in SINGLE_CHOICE.items():
+        node = cfg.get(group)
+        if node is None or node.get("name") is None:
+            out.append(f"'{group}' is not set: choose one with {group}=<name> "
+                       f"(available: {', '.join(registry.names(kind)) or 'none'}).")
+            continue
+        _check_plugin(out, registry, kind, str(node.name), node, group)
+    for kind, group in MULTI_CHOICE.items():
+        for name, opts in (cfg.get(group) or {}).items():
+            _check_plugin(out, registry, kind, str(name), opts, f"{group}.{name}")
+    data_path = (cfg.get("data") or {}).get("path")
+    if data_path and not Path(str(data_path)).exists():
+        out.append(f"data.path: file not found: {data_path} (relative paths are taken from {Path.cwd()}).")
+    if cfg.task.type not in TASK_TYPES:
+        out.append(f"task.type: {cfg.task.type!r} is not one of {', '.join(TASK_TYPES)}"
+                   f"{did_you_mean(str(cfg.task.type), TASK_TYPES)}.")
+    for key in ("mode", "val_mode"):
+        if cfg.eval[key] not in MODES and not (key == "val_mode" and cfg.eval[key] is None):
+            out.append(f"eval.{key}: {cfg.eval[key]!r} is not one of {', '.join(MODES)}.")
+    if cfg.eval.mode in ("score", "both") and cfg.task.type != "classification":
+        out.append("eval.mode=score needs a classification task (a label set to score).")
+    metric_names = set(cfg.metrics or {})
+    if cfg.task.primary_metric not in metric_names:
+        out.append(f"task.primary_metric: {cfg.task.primary_metric!r} is not among the configured metrics "
+                   f"({', '.join(sorted(metric_names)) or 'none'}); add it with metrics=[...].")
+    for name in cfg.gate or {}:
+        if name not in metric_names:
+            out.append(f"gate.{name}: no metric {name!r} is configured{did_you_mean(str(name), metric_names)}.")
+    shares = [cfg.split.train, cfg.split.val, cfg.split.test]
+    if any(s < 0 or s > 1 for s in shares) or abs(sum(shares) - 1) > 1e-6:
+        out.append(f"split: train + val + test must be 1 with each in [0, 1]; got {shares}.")
+    return out
+
+
+def _check_plugin(out: list[str], registry: Any, kind: str, name: str, opts: Any, key: str) -> None:
+    if name not in registry.classes[kind]:
+        out.append(f"{key}: no {kind.replace('_', ' ')} named {name!r}{did_you_mean(name, registry.names(kind))}"
+                   f" (available: {', '.join(registry.names(kind)) or 'none'}).")
+        return
+    from ftframe.config.plugin_options import build_config
+
+    try:
+        build_config(registry.get(kind, name), opts, key=key.split(".")[0] if kind in SINGLE_CHOICE else key)
+    except FtframeError as exc:
+        out.extend(getattr(exc, "problems", [str(exc)]))
+
+
+def validate(cfg: DictConfig, registry: Any) -> None:
+    found = problems(cfg, registry)
+    if found:
+        raise ConfigError(found)

@@ -1,0 +1,148 @@
+"""The predictor for models held in this process: batched greedy generation and label scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ftframe.api import Message
+from ftframe.engine.chat import render
+from ftframe.errors import DataError
+
+
+def _batches(order: list[int], size: int) -> list[list[int]]:
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+class LocalPredictor:
+    """A :class:`ftframe.api.Predictor` over a Hugging Face causal LM (optionally PEFT-wrapped).
+
+    Prompts are sorted by length and batched (left padding for generation, explicit position ids so a
+    padded row sees the same positions as an unpadded one). ``score`` runs each prompt once, keeps its
+    KV cache, and scores every candidate continuation against it: exact log-likelihoods at the cost of
+    one prompt pass plus a few tokens per candidate.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 16):
+        self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
+
+    # ---------------------------------------------------------------------------------- helpers
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def _encode_prompts(self, prompts: Sequence[list[Message]]) -> list[list[int]]:
+        texts = [render(self.tokenizer, p, generation_prompt=True) for p in prompts]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = max(len(r) for r in rows)
+        pad = self._pad_id()
+        ids = torch.full((len(rows), n), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, n - len(r):] = torch.tensor(r)
+            mask[i, n - len(r):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        dev = self._device()
+        return ids.to(dev), mask.to(dev), pos.to(dev)
+
+    # -------------------------------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[list[Message]], *, max_new_tokens: int,
+                 progress: Callable[[int], None] | None = None) -> list[str]:
+        encoded = self._encode_prompts(prompts)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[str] = [""] * len(encoded)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in _batches(order, self.batch_size):
+                ids, mask, _ = self._left_pad([encoded[i] for i in batch])
+                gen = self.model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                    pad_token_id=self._pad_id(),
+                    eos_token_id=self.tokenizer.eos_token_id, temperature=None, top_p=None, top_k=None,
+                )
+                for row, i in enumerate(batch):
+                    out[i] = self.tokenizer.decode(gen[row, ids.shape[1]:], skip_special_tokens=True).strip()
+                if progress:
+                    progress(len(batch))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    # ----------------------------------------------------------------------------------- score
+    def _candidate_ids(self, prompts: Sequence[list[Message]], prompt_ids: list[list[int]],
+                       candidates: Sequence[str]) -> list[list[list[int]]]:
+        """``[prompt][candidate] -> token ids`` of the reply exactly as training tokenises it."""
+        texts = [render(self.tokenizer, list(p) + [{"role": "assistant", "content": c}]).rstrip()
+                 for p in prompts for c in candidates]
+        full = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        out: list[list[list[int]]] = []
+        for i, p_ids in enumerate(prompt_ids):
+            row = []
+            for j in range(len(candidates)):
+                ids = full[i * len(candidates) + j]
+                if ids[: len(p_ids)] != p_ids:
+                    raise DataError("The tokenizer does not tokenise the prompt as a prefix of the full "
+                                    "conversation, so label scoring would be inexact; use eval.mode=generate.")
+                row.append(ids[len(p_ids):])
+            out.append(row)
+        return out
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,
+              progress: Callable[[int], None] | None = None) -> list[list[float]]:
+        prompt_ids = self._encode_prompts(prompts)
+        cand_ids = self._candidate_ids(prompts, prompt_ids, candidates)
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        result: list[list[float]] = [[0.0] * len(candidates) for _ in prompts]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for batch in _batches(order, self.batch_size):
+                self._score_batch(batch, prompt_ids, cand_ids, len(candidates), result)
+                if progress:
+                    progress(len(batch))
+        finally:
+            self.model.train(was_training)
+        return result
+
+    def _score_batch(self, batch: list[int], prompt_ids: list[list[int]], cand_ids: list[list[list[int]]],
+                     n_cand: int, result: list[list[float]]) -> None:
+        from transformers import DynamicCache
+
+        ids, mask, pos = self._left_pad([prompt_ids[i] for i in batch])
+        cache = DynamicCache()
+        first = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1)
+        first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)
+        dev = ids.device
+        next_pos = pos[:, -1:] + 1
+        for c in range(n_cand):
+            rows = [cand_ids[i][c] for i in batch]
+            n = max(len(r) for r in rows)
+            tok = torch.zeros((len(rows), n), dtype=torch.long)
+            valid = torch.zeros((len(rows), n), dtype=torch.bool)
+            for r, row in enumerate(rows):
+                tok[r, :len(row)] = torch.tensor(row)
+                valid[r, :len(row)] = True
+            tok, valid = tok.to(dev), valid.to(dev)
+            total = first_logp.gather(1, tok[:, :1]).squeeze(1)
+            if n > 1:
+                cmask = torch.cat([mask, torch.ones_like(tok)], dim=1)
+                cpos = next_pos + torch.arange(n, device=dev)
+                out = self.model(input_ids=tok, attention_mask=cmask, position_ids=cpos, past_key_values=cache,
+                                 use_cache=True)
+                logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+                step = logp.gather(2, tok[:, 1:].unsqueeze(-1)).squeeze(-1)
+                total = total + (step * valid[:, 1:]).sum(1)
+                cache.crop(-n)  # back to the prompt for the next candidate
+            for r, i in enumerate(batch):
+                result[i][c] = float(total[r])

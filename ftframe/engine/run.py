@@ -1,0 +1,230 @@
+"""``run(cfg) -> RunResult``: the whole job, stage by stage, each writing into the run dir.
+
+prepare (load, validate, split) -> baseline eval -> train -> evaluate -> gate -> export -> manifest.
+
+A plain function: ``@hydra.main`` only wraps it, tests call it directly, and a multirun calls it many
+times in one process (no globals; the model is freed at the end).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.seed import seed_everything
+from omegaconf import DictConfig, OmegaConf
+
+from ftframe import console as ui
+from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
+from ftframe.config.validate import validate
+from ftframe.engine.evaluate import predict, score_predictions
+from ftframe.engine.job import TrainJob
+from ftframe.engine.splits import split_examples
+from ftframe.errors import DataError
+from ftframe.io import write_json, write_jsonl, write_text
+from ftframe.manifest import file_hashes, new_manifest, now
+from ftframe.plugins import Registry, get_plugin_manager
+
+
+@dataclass
+class RunResult:
+    status: str
+    """``succeeded``, ``gate_failed``, ``failed`` or ``interrupted``."""
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    baseline_metrics: dict[str, Any] | None = None
+    gate: dict[str, Any] = field(default_factory=dict)
+    exports: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def apply_gate(gate: dict[str, float], values: dict[str, float]) -> dict[str, Any]:
+    """``{"passed": bool, "checks": {metric: {"min", "value", "passed"}}}``; a missing metric fails."""
+    checks = {}
+    for name, minimum in gate.items():
+        value = values.get(name)
+        checks[name] = {"min": float(minimum), "value": value,
+                        "passed": value is not None and value >= float(minimum)}
+    return {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
+
+
+def _task_info(cfg: DictConfig, train: list[Example]) -> TaskInfo:
+    labels = list(cfg.task.labels) if cfg.task.labels else None
+    if cfg.task.type == "classification" and labels is None:
+        labels = sorted({ex.target for ex in train if ex.target is not None})
+    return TaskInfo(name=str(cfg.task.name), type=str(cfg.task.type), labels=labels)
+
+
+def run(cfg: DictConfig, run_dir: str | Path, *, pm: Any = None) -> RunResult:
+    """Run one job described by the composed config ``cfg``, writing everything into ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    con = ui.get_console()
+    pm = pm or get_plugin_manager()
+    registry = Registry(pm)
+    validate(cfg, registry)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    manifest = new_manifest(resolved, int(cfg.seed))
+    write_json(run_dir / "manifest.json", manifest)
+    result = RunResult(status="failed", run_dir=run_dir)
+    job: TrainJob | None = None
+    started = time.perf_counter()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    # Seeds python, numpy and torch before any model exists: adapter initialisation draws from them.
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
+    try:
+        job, data_summary, predictions = _run_stages(cfg, run_dir, registry, pm, con, manifest, result)
+        result.status = "succeeded" if result.gate.get("passed", True) else "gate_failed"
+        if result.status == "succeeded":
+            _export(cfg, run_dir, registry, con, job, result, resolved, data_summary, predictions, manifest)
+    except KeyboardInterrupt:
+        result.status, result.error = "interrupted", "interrupted by the user (Ctrl-C)"
+        raise
+    except Exception as exc:
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        manifest.update(status=result.status, finished=now(), error=result.error,
+                        wall_seconds=round(time.perf_counter() - started, 2),
+                        metrics=result.metrics, baseline_metrics=result.baseline_metrics, gate=result.gate,
+                        exports=result.exports)
+        write_json(run_dir / "manifest.json", manifest)
+        if job is not None:
+            job.release_model()
+        gc.collect()
+        pm.hook.ftframe_run_finished(config=cfg, result=result)
+    _summary(con, cfg, result)
+    return result
+
+
+def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con: Any,
+                manifest: dict[str, Any], result: RunResult) -> tuple[TrainJob, dict[str, Any], list[Prediction]]:
+    # ------------------------------------------------------------------ prepare
+    ui.stage(con, "1/6 prepare data")
+    fmt = registry.create("data_format", str(cfg.data.name), cfg.data)
+    loaded = fmt.load()
+    manifest["inputs"] = file_hashes(loaded.files)
+    if loaded.rejected:
+        write_jsonl(run_dir / "rejected.jsonl", [{"source": r.source, "reason": r.reason, "raw": r.raw}
+                                                  for r in loaded.rejected])
+        con.print(f"[yellow]{len(loaded.rejected)} rows rejected[/] (reasons in {run_dir / 'rejected.jsonl'})")
+    if not loaded.examples:
+        raise DataError(f"No usable examples in {cfg.data.get('path')}: every row was rejected.")
+    seed = int(cfg.split.seed if cfg.split.seed is not None else cfg.seed)
+    splits = split_examples(loaded.examples, train=cfg.split.train, val=cfg.split.val, test=cfg.split.test,
+                            seed=seed, stratify=bool(cfg.split.stratify and cfg.task.type == "classification"))
+    task = _task_info(cfg, splits["train"])
+    data_summary = {"path": str(cfg.data.get("path")), "examples": len(loaded.examples),
+                    "rejected": len(loaded.rejected), "splits": {k: len(v) for k, v in splits.items()},
+                    "labels": task.labels, "files": manifest["inputs"]}
+    if not splits["train"] or not splits["test"]:
+        raise DataError(f"Too few examples ({len(loaded.examples)}) for a train and a test split; "
+                        f"add data or change split.*.")
+    con.print(f"{len(loaded.examples)} examples from {cfg.data.get('path')} → "
+              + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+              + (f"; {len(task.labels)} labels" if task.labels else ""))
+    for name, rows in splits.items():
+        write_jsonl(run_dir / "data" / f"{name}.jsonl", [ex.to_record() for ex in rows])
+
+    metrics: dict[str, Metric] = {name: registry.create("metric", name, opts)  # type: ignore[misc]
+                                  for name, opts in cfg.metrics.items()}
+    backend = registry.create("backend", str(cfg.backend.name), cfg.backend)
+    model_source = registry.create("model_source", str(cfg.model.name), cfg.model)
+    job = TrainJob(config=cfg, model_source=model_source, train=splits["train"], val=splits["val"], task=task,
+                   metrics=metrics, run_dir=run_dir, seed=int(cfg.seed), trainer_config=cfg.trainer,
+                   eval_config=cfg.eval, pm=pm)
+    test = splits["test"][: cfg.eval.limit] if cfg.eval.limit else splits["test"]
+
+    # ------------------------------------------------------------------ baseline
+    if cfg.eval.baseline:
+        ui.stage(con, "2/6 baseline evaluation (untuned model)")
+        base = backend.baseline(job)  # type: ignore[attr-defined]
+        result.baseline_metrics, _ = _evaluate(con, cfg, base, test, task, metrics, run_dir, "baseline_")
+    # ------------------------------------------------------------------ train
+    ui.stage(con, f"3/6 train ({cfg.backend.name})")
+    trained = backend.train(job)  # type: ignore[attr-defined]
+    result.metrics["train"] = trained.info
+    # ------------------------------------------------------------------ evaluate
+    ui.stage(con, "4/6 evaluate tuned model")
+    tuned, predictions = _evaluate(con, cfg, trained.predictor, test, task, metrics, run_dir, "")
+    result.metrics.update(tuned)
+    result.metrics["trained_model"] = {"kind": trained.kind, "remote_id": trained.remote_id}
+    write_json(run_dir / "metrics.json", {"test": tuned, "baseline": result.baseline_metrics,
+                                          "train": trained.info, "data": data_summary})
+    # ------------------------------------------------------------------ gate
+    ui.stage(con, "5/6 gate")
+    result.gate = apply_gate(dict(cfg.gate), tuned["values"])
+    for name, chk in result.gate["checks"].items():
+        mark = "[green]pass[/]" if chk["passed"] else "[red]FAIL[/]"
+        con.print(f"{mark} {name} = {ui.fmt(chk['value'])} (min {chk['min']})")
+    if not cfg.gate:
+        con.print("no thresholds configured (gate passes)")
+    job.trained = trained
+    return job, data_summary, predictions
+
+
+def _evaluate(con: Any, cfg: DictConfig, predictor: Any, test: list[Example], task: TaskInfo,
+              metrics: dict[str, Metric], run_dir: Path, prefix: str) -> tuple[dict[str, Any], list[Prediction]]:
+    """Predict the test split in the configured mode(s), score it, write predictions; headline first."""
+    modes = ["generate", "score"] if cfg.eval.mode == "both" else [str(cfg.eval.mode)]
+    out: dict[str, Any] = {}
+    headline: list[Prediction] = []
+    for mode in modes:
+        with ui.progress_bar(con, f"{prefix or 'tuned '}{mode}".replace("_", " "), len(test)) as advance:
+            t0 = time.perf_counter()
+            preds = predict(predictor, test, task, mode=mode, max_new_tokens=cfg.eval.max_new_tokens,
+                            progress=advance)
+            seconds = time.perf_counter() - t0
+        scored = score_predictions(preds, metrics, task)
+        scored["mode"], scored["seconds"] = mode, round(seconds, 2)
+        suffix = "" if mode == modes[0] else f"_{mode}"
+        write_jsonl(run_dir / f"{prefix}predictions{suffix}.jsonl", [p.to_record() for p in preds])
+        if mode == modes[0]:
+            out.update(scored)
+            headline = preds
+        else:
+            out[mode] = scored
+    return out, headline
+
+
+def _export(cfg: DictConfig, run_dir: Path, registry: Registry, con: Any, job: TrainJob, result: RunResult,
+            resolved: dict[str, Any], data_summary: dict[str, Any], predictions: list[Prediction],
+            manifest: dict[str, Any]) -> None:
+    ui.stage(con, "6/6 export")
+    ctx = ExportContext(run_dir=run_dir, trained=job.trained, config=resolved,
+                        metrics=result.metrics, baseline_metrics=result.baseline_metrics, gate=result.gate,
+                        data=data_summary, predictions=predictions, manifest=manifest)
+    for name, opts in cfg.exporters.items():
+        exporter = registry.create("exporter", name, opts)
+        res = exporter.export(ctx)  # type: ignore[attr-defined]
+        result.exports[name] = {"paths": res.paths, "verified": res.verified, **res.details}
+        con.print(f"[green]✓[/] {name}: {', '.join(res.paths)}"
+                  + ("" if res.verified is None else f" (verified: {res.verified})"))
+
+
+def _summary(con: Any, cfg: DictConfig, result: RunResult) -> None:
+    tuned = result.metrics.get("values", {})
+    base = (result.baseline_metrics or {}).get("values") if result.baseline_metrics else None
+    con.print()
+    con.print(ui.metrics_table(f"{cfg.task.name}: test metrics", tuned, base, result.gate))
+    per_class = result.metrics.get("details", {}).get("macro_f1", {}).get("per_class")
+    if per_class:
+        con.print("per-class F1: " + ", ".join(f"{k} {v['f1']:.2f}" for k, v in per_class.items()))
+    train = result.metrics.get("train", {})
+    if train:
+        con.print(f"training: {train.get('epochs_run')} epochs, {train.get('steps')} steps, "
+                  f"{train.get('train_seconds')} s, {train.get('tokens_per_second')} tokens/s")
+    colour = {"succeeded": "green", "gate_failed": "red"}.get(result.status, "red")
+    con.print(f"[bold {colour}]{result.status.upper()}[/] — outputs in {result.run_dir}")
+

@@ -1,0 +1,118 @@
+"""Helpers for tests — ours and third-party plugins': plugin managers, composed configs, a tiny model.
+
+Nothing here downloads anything: the tiny tokenizer is trained in-process and the tiny Llama model is
+randomly initialised from a fixed seed, so a whole pipeline runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ftframe.plugins import Registry, get_plugin_manager
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.", "Bitte helfen Sie mir, meine Rechnung ist falsch.",
+    "My parcel has not arrived yet, where is it?", "Ich möchte mein Abo kündigen.",
+    "I cannot log in to my account since yesterday.", "Die App stürzt ständig ab, Fehler 500.",
+    "Please delete all my personal data under GDPR.", "billing technical account shipping cancellation privacy",
+    "system user assistant tool", "0123456789 !?.,:;-_()[]{}\"'@/ ",
+]
+
+
+def plugin_manager(*plugins: Any, entry_points: bool = True) -> Any:
+    """A fresh plugin manager with the installed plugins (unless ``entry_points=False``) plus ``plugins``."""
+    return get_plugin_manager(plugins, entry_points=entry_points)
+
+
+def compose(overrides: Sequence[str] = (), *, plugins: Iterable[Any] = (), pm: Any = None) -> DictConfig:
+    """The run config for ``overrides`` (as on the command line), with ``plugins`` registered too."""
+    from ftframe.config.compose import compose as _compose
+
+    pm = pm or plugin_manager(*plugins)
+    return _compose(overrides, registry=Registry(pm))
+
+
+def tiny_tokenizer(path: str | Path) -> Path:
+    """Write a small byte-level BPE tokenizer with a ChatML chat template to ``path``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast.chat_template = CHATML_TEMPLATE
+    fast.save_pretrained(path)
+    return path
+
+
+def tiny_model(path: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
+    """Write a tiny random Llama causal LM and its tokenizer to ``path`` (an ``hf_local`` model folder)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    tiny_tokenizer(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True, initializer_range=0.3, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def write_chat_jsonl(path: str | Path, rows: Iterable[tuple[str, str]], system: str | None = None) -> Path:
+    """Write ``(user text, assistant reply)`` pairs as chat JSONL (handy for classification fixtures)."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as f:
+        for user, reply in rows:
+            msgs = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+            f.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+    return path
+
+
+def toy_classification_rows(n_per_label: int = 12) -> list[tuple[str, str]]:
+    """A small, learnable two-label dataset: the label is signalled by a keyword in the text."""
+    rows = []
+    for i in range(n_per_label):
+        rows.append((f"invoice {i} charged twice please refund", "billing"))
+        rows.append((f"app crash error {i} after update", "technical"))
+    return rows
+
+
+def tiny_run_overrides(model_dir: str | Path, data_path: str | Path, **extra: Any) -> list[str]:
+    """Overrides for a seconds-long end-to-end run on the tiny model."""
+    base = {
+        "model": "hf_local", "model.path": str(model_dir), "data.path": str(data_path), "task.name": "tiny",
+        "backend.epochs": 2, "backend.batch_size": 4, "backend.lr": 5e-3, "backend.r": 4, "backend.alpha": 8,
+        "eval.max_new_tokens": 4, "trainer.enable_progress_bar": False, "split.train": 0.5, "split.val": 0.25,
+        "split.test": 0.25,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def run_tiny(run_dir: str | Path, overrides: Sequence[str], *, plugins: Iterable[Any] = ()) -> Any:
+    """Compose ``overrides`` and run the whole pipeline into ``run_dir``; returns the ``RunResult``."""
+    from ftframe.engine.run import run
+
+    pm = plugin_manager(*plugins)
+    cfg = compose(overrides, pm=pm)
+    return run(cfg, run_dir, pm=pm)

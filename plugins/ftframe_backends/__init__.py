@@ -1,0 +1,1 @@
+"""First-party local training backends on the Lightning engine."""

@@ -1,0 +1,1 @@
+"""Datasets shipped with ftframe for the embedded tasks (see each folder's README)."""

@@ -1,0 +1,10 @@
+"""Entry point of the first-party exporters."""
+
+from ftframe import hookimpl
+from ftframe_exporters.adapter import AdapterExporter
+from ftframe_exporters.model_card import ModelCardExporter
+
+
+@hookimpl
+def ftframe_exporters():
+    return [AdapterExporter, ModelCardExporter]

@@ -1,0 +1,1 @@
+"""First-party data formats: each converts its input into canonical chat examples."""

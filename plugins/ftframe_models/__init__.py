@@ -1,0 +1,1 @@
+"""First-party model sources: the embedded SmolLM2-135M-Instruct and local Hugging Face folders."""

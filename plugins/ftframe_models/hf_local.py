@@ -1,0 +1,35 @@
+"""A Hugging Face model folder on disk (config.json, safetensors weights, tokenizer, chat template)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from ftframe.api import LoadedModel, ModelSource
+from ftframe.errors import ConfigError
+from ftframe_models.loading import load_hf_folder
+
+
+@dataclass
+class HfLocalConfig:
+    path: str = MISSING
+    """Folder with config.json, weights and tokenizer files."""
+    dtype: str | None = None
+    """Load dtype (fp32, bf16); the backend's precision decides when unset."""
+
+
+class HfLocal(ModelSource):
+    """A local Hugging Face model folder."""
+
+    name = "hf_local"
+    Config = HfLocalConfig
+
+    def load(self, *, dtype: Any = None) -> LoadedModel:
+        path = Path(self.config.path)
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.path: {path} is not a Hugging Face model folder (no config.json).")
+        model, tok = load_hf_folder(path, self.config.dtype or dtype)
+        return LoadedModel(model, tok, name=path.name, path=path, info={"path": str(path.resolve())})

@@ -1,0 +1,65 @@
+"""Shared fixtures: one tiny random model per session, a plugin manager, a clean plugin environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The tiny model is far faster on one thread (2-core CI boxes thrash with two)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _clean_plugin_env(monkeypatch):
+    """No test inherits plugin switches from the calling shell."""
+    monkeypatch.delenv("FTFRAME_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("FTFRAME_TRACE_PLUGINS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama + BPE tokenizer with a ChatML template (an ``hf_local`` model folder)."""
+    from ftframe.testing import tiny_model
+
+    return tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def pm():
+    """The installed plugins only (built with a clean environment)."""
+    from ftframe.plugins import get_plugin_manager
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("FTFRAME_DISABLE_PLUGINS", raising=False)
+        mp.delenv("FTFRAME_TRACE_PLUGINS", raising=False)
+        return get_plugin_manager()
+
+
+@pytest.fixture(scope="session")
+def registry(pm):
+    from ftframe.plugins import Registry
+
+    return Registry(pm)

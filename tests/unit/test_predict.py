@@ -1,0 +1,73 @@
+"""LocalPredictor: exact label scores (KV-cache reuse) and batch-invariant greedy generation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ftframe.engine.chat import encode, prompt_ids
+from ftframe.engine.predict import LocalPredictor
+
+PROMPTS = [
+    [{"role": "user", "content": "invoice"}],
+    [{"role": "system", "content": "Classify."},
+     {"role": "user", "content": "my app crash error 500 after the update yesterday, please help"}],
+    [{"role": "user", "content": "Ich möchte mein Abo kündigen."}],
+    [{"role": "user", "content": "where is my parcel"}],
+    [{"role": "user", "content": "x"}],
+]
+CANDIDATES = ["billing", "technical support", "a", "privacy"]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    m.eval()
+    return m
+
+
+def reference_score(model, tok, prompt, candidate) -> float:
+    """Sum of log-probs of the reply tokens (those training trains) from one unpadded full forward pass."""
+    enc = encode(tok, list(prompt) + [{"role": "assistant", "content": candidate}])
+    ids = torch.tensor([enc.input_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    positions = [k for k, lab in enumerate(enc.labels) if lab != -100]
+    assert positions, "nothing trained in the reference"
+    return float(sum(logp[k - 1, enc.input_ids[k]] for k in positions))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_score_equals_full_forward_log_likelihood(model, tiny_tokenizer, batch_size):
+    got = torch.tensor(LocalPredictor(model, tiny_tokenizer, batch_size=batch_size).score(PROMPTS, CANDIDATES))
+    ref = torch.tensor([[reference_score(model, tiny_tokenizer, p, c) for c in CANDIDATES] for p in PROMPTS])
+    assert got.shape == (len(PROMPTS), len(CANDIDATES))
+    assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+    assert (got < 0).all()
+
+
+def test_score_reports_progress(model, tiny_tokenizer):
+    seen = []
+    LocalPredictor(model, tiny_tokenizer, batch_size=2).score(PROMPTS, CANDIDATES[:2], progress=seen.append)
+    assert sum(seen) == len(PROMPTS)
+
+
+def test_batched_generation_equals_one_at_a_time(model, tiny_tokenizer):
+    lengths = {len(prompt_ids(tiny_tokenizer, p)) for p in PROMPTS}
+    assert len(lengths) == len(PROMPTS)  # every row of a batch is padded differently
+    one = LocalPredictor(model, tiny_tokenizer, batch_size=1).generate(PROMPTS, max_new_tokens=6)
+    four = LocalPredictor(model, tiny_tokenizer, batch_size=4).generate(PROMPTS, max_new_tokens=6)
+    assert len(four) == len(PROMPTS)
+    assert four == one
+    assert any(answer for answer in one)  # something was generated
+
+
+def test_generation_restores_training_mode(model, tiny_tokenizer):
+    model.train()
+    try:
+        LocalPredictor(model, tiny_tokenizer).generate(PROMPTS[:2], max_new_tokens=2)
+        assert model.training
+    finally:
+        model.eval()
