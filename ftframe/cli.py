@@ -41,6 +41,9 @@ def _precheck(argv: list[str], registry: Registry) -> None:
 
 
 def main() -> None:
+    from ftframe.quiet import quiet_third_party
+
+    quiet_third_party()
     try:
         pm = get_plugin_manager()
         registry = Registry(pm)

@@ -71,3 +71,23 @@ def test_generation_restores_training_mode(model, tiny_tokenizer):
         assert model.training
     finally:
         model.eval()
+
+
+def test_head_guard_keeps_results_and_is_idempotent(tiny_model_dir):
+    """guard_head_input only changes the memory layout of the head's input, never the logits."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftframe.engine.predict import guard_head_input
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ids = torch.randint(5, 300, (3, 11))
+    with torch.no_grad():
+        before = model(input_ids=ids, logits_to_keep=1).logits
+        guard_head_input(model)
+        guard_head_input(model)
+        after = model(input_ids=ids, logits_to_keep=1).logits
+    assert torch.equal(before, after)
+    assert len(model.get_output_embeddings()._forward_pre_hooks) == 1
