@@ -22,7 +22,7 @@ def test_last_layers_adapts_only_the_top_layers(registry, tiny_model_dir):
     peft_model = get_peft_model(model, backend.peft_config(model))
     adapted = {n.split(".layers.")[1].split(".")[0] for n, p in peft_model.named_parameters() if "lora_" in n}
     assert adapted == {str(model.config.num_hidden_layers - 1)}
-    kinds = {n.split(".")[-3] for n, p in peft_model.named_parameters() if "lora_A" in n}
+    kinds = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, p in peft_model.named_parameters() if "lora_A" in n}
     assert kinds == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 

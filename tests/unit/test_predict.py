@@ -74,7 +74,7 @@ def test_generation_restores_training_mode(model, tiny_tokenizer):
 
 
 def test_head_guard_keeps_results_and_is_idempotent(tiny_model_dir):
-    """guard_head_input only changes the memory layout of the head's input, never the logits."""
+    """guard_head_input only changes the memory layout of the head input, not the logits (beyond rounding)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -89,5 +89,5 @@ def test_head_guard_keeps_results_and_is_idempotent(tiny_model_dir):
         guard_head_input(model)
         guard_head_input(model)
         after = model(input_ids=ids, logits_to_keep=1).logits
-    assert torch.equal(before, after)
+    assert torch.allclose(before, after, atol=1e-5, rtol=1e-5)
     assert len(model.get_output_embeddings()._forward_pre_hooks) == 1
