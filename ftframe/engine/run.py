@@ -218,9 +218,10 @@ def _summary(con: Any, cfg: DictConfig, result: RunResult) -> None:
     base = (result.baseline_metrics or {}).get("values") if result.baseline_metrics else None
     con.print()
     con.print(ui.metrics_table(f"{cfg.task.name}: test metrics", tuned, base, result.gate))
-    per_class = result.metrics.get("details", {}).get("macro_f1", {}).get("per_class")
-    if per_class:
-        con.print("per-class F1: " + ", ".join(f"{k} {v['f1']:.2f}" for k, v in per_class.items()))
+    for name, details in result.metrics.get("details", {}).items():
+        per_class = details.get("per_class") if isinstance(details, dict) else None
+        if per_class and all("f1" in v for v in per_class.values()):
+            con.print(f"per-class F1 ({name}): " + ", ".join(f"{k} {v['f1']:.2f}" for k, v in per_class.items()))
     train = result.metrics.get("train", {})
     if train:
         con.print(f"training: {train.get('epochs_run')} epochs, {train.get('steps')} steps, "
