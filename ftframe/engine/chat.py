@@ -21,6 +21,8 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     """Token id where the position is trained, ``-100`` elsewhere (already aligned, not shifted)."""
+    truncated: bool = False
+    """The conversation was longer than ``max_length`` and was cut."""
 
     @property
     def n_trained(self) -> int:
@@ -71,7 +73,7 @@ def encode(tokenizer: Any, messages: Sequence[Message], *, max_length: int | Non
         if end > start and any(s <= start and end <= e for s, e in spans):
             labels[j] = ids[j]
     if max_length is not None and len(ids) > max_length:
-        ids, labels = ids[:max_length], labels[:max_length]
+        return Encoded(ids[:max_length], labels[:max_length], truncated=True)
     return Encoded(ids, labels)
 
 

@@ -29,6 +29,8 @@ class FitResult:
     """Tokens (prompt and reply, no padding) passed through training; tokens/s = this / train_seconds."""
     history: list[dict[str, float]]
     """Validation values per epoch."""
+    truncated: int = 0
+    """Training examples cut to ``max_length``."""
 
 
 class _ValData(L.LightningDataModule):
@@ -98,4 +100,4 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams) -> Fit
             raise RuntimeError(f"best checkpoint has unexpected keys: {missing.unexpected_keys[:5]}")
     model.eval()
     return FitResult(best_path, best_score, monitor, trainer.current_epoch, trainer.global_step, seconds,
-                     module.trained_tokens, module.history)
+                     module.trained_tokens, module.history, sum(x.truncated for x in train.items))

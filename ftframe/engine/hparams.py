@@ -34,23 +34,31 @@ def resolve_precision(precision: str) -> str:
 @dataclass
 class TrainHyperparams:
     epochs: int = 3
+    """Passes over the training split (early stopping may end sooner)."""
     batch_size: int = 8
+    """Examples per batch."""
     grad_accum: int = 1
     """Gradient accumulation: optimizer steps every ``grad_accum`` batches."""
     lr: float = 2e-4
+    """Peak learning rate (AdamW)."""
     scheduler: str = "cosine"
     """``cosine``, ``linear`` or ``constant`` (all after the warmup)."""
     warmup_steps: int = 0
+    """Optimizer steps of linear warmup (0: use ``warmup_ratio``)."""
     warmup_ratio: float = 0.1
     """Used when ``warmup_steps`` is 0: a share of all optimizer steps."""
     weight_decay: float = 0.0
+    """AdamW weight decay (not applied to biases and norms)."""
     grad_clip: float = 1.0
     """Clip the gradient norm to this (0 disables)."""
     label_smoothing: float = 0.0
+    """Cross-entropy label smoothing on the trained tokens."""
     precision: str = "auto"
     """``fp32``, ``bf16-mixed`` (autocast), ``bf16-true`` (frozen weights held in bf16, trained ones in
     fp32) or ``auto`` (``bf16-true`` where the hardware has bf16 maths, else ``fp32``)."""
     max_length: int = 512
+    """Longest tokenised example; longer ones are cut from the end (counted and reported as
+    ``truncated`` in the training info)."""
     max_steps: int = -1
     """Stop after this many optimizer steps (-1: run all epochs)."""
     early_stopping_patience: int | None = 2

@@ -155,6 +155,9 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     ui.stage(con, f"3/6 train ({cfg.backend.name})")
     trained = backend.train(job)  # type: ignore[attr-defined]
     result.metrics["train"] = trained.info
+    if trained.info.get("truncated"):
+        con.print(f"[yellow]{trained.info['truncated']} training examples were longer than backend.max_length "
+                  f"and were cut[/] (raise backend.max_length to keep them whole)")
     # ------------------------------------------------------------------ evaluate
     ui.stage(con, "4/6 evaluate tuned model")
     tuned, predictions = _evaluate(con, cfg, trained.predictor, test, task, metrics, run_dir, "")

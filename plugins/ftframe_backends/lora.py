@@ -15,7 +15,9 @@ from ftframe.engine.hparams import PRECISIONS, SCHEDULERS, resolve_precision
 @dataclass
 class LoraConfig(TrainHyperparams):
     r: int = 16
+    """LoRA rank."""
     alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
     dropout: float = 0.0
     """LoRA dropout; 0.05 cost 26% of training throughput on the CPU, for little gain on small data."""
     target_modules: Any = "all-linear"
@@ -26,6 +28,7 @@ class LoraConfig(TrainHyperparams):
     """Only adapt the last N decoder layers: the backward pass then stops N layers down, which makes
     a step much cheaper on a CPU. Exclusive with ``layers``."""
     use_dora: bool = False
+    """Weight-decomposed LoRA (DoRA)."""
 
     def __post_init__(self) -> None:
         one_of("backend.precision", self.precision, PRECISIONS)
@@ -85,7 +88,7 @@ class LoraBackend(Backend):
         info = {"backend": self.name, "precision": resolve_precision(self.config.precision),
                 "trainable_params": trainable, "total_params": total,
                 "epochs_run": fit.epochs_run, "steps": fit.steps, "train_seconds": round(fit.train_seconds, 2),
-                "trained_tokens": fit.trained_tokens,
+                "trained_tokens": fit.trained_tokens, "truncated": fit.truncated,
                 "tokens_per_second": round(fit.trained_tokens / max(fit.train_seconds, 1e-9), 1),
                 "best_checkpoint": fit.best_checkpoint, "best_score": fit.best_score, "monitor": fit.monitor,
                 "base_model": loaded.name}

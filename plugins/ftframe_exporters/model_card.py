@@ -14,6 +14,7 @@ from ftframe.io import write_text
 @dataclass
 class ModelCardConfig:
     filename: str = "MODEL_CARD.md"
+    """File name below the run dir."""
     intended_use: str | None = None
     """One paragraph on what the model is for; default: derived from the task."""
     failures: int = 10

@@ -27,6 +27,7 @@ class ChatJsonlConfig:
     """``raise``: stop at the first bad line; ``skip``: keep going, writing each rejected line with its
     reason to ``rejected.jsonl`` in the run dir."""
     encoding: str = "utf-8"
+    """Text encoding of the file."""
 
     def __post_init__(self) -> None:
         one_of("data.on_error", self.on_error, ("raise", "skip"))

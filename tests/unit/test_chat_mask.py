@@ -93,3 +93,12 @@ def test_prompt_ids_are_the_prefix_training_saw(tiny_tokenizer, conversation):
     assert enc.input_ids[:len(prompt)] == prompt
     # the last trained run starts exactly where the prompt ends
     assert trained_runs(enc)[-1][0] == len(prompt)
+
+
+def test_truncation_is_flagged(tiny_tokenizer):
+    from ftframe.engine.chat import encode
+
+    msgs = [{"role": "user", "content": "word " * 50}, {"role": "assistant", "content": "billing"}]
+    assert not encode(tiny_tokenizer, msgs).truncated
+    cut = encode(tiny_tokenizer, msgs, max_length=10)
+    assert cut.truncated and len(cut.input_ids) == 10
