@@ -1,0 +1,1 @@
+"""Example third-party ftframe plugin (see README.md)."""
