@@ -126,6 +126,27 @@ def plugin_label(pm: pluggy.PluginManager, plugin: Any) -> str:
     return f"{name} ({f'{info.distribution} {info.version}'.strip()})" if info else name
 
 
+def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of hook ``name`` (pluggy's order), collecting non-None results.
+
+    One implementation at a time, so that one that raises is reported with its plugin name and
+    distribution instead of as a bare traceback from inside pluggy.
+    """
+    results = []
+    for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
+        owner = plugin_label(pm, impl.plugin)
+        try:
+            result = impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:
+            raise PluginError(f"Plugin {owner} raised in {name}(): {type(exc).__name__}: {exc}") from exc
+        if getattr(pm, "ftframe_trace", False):
+            print(f"[ftframe trace] {name}({', '.join(impl.argnames)}) from {owner} returned {result!r}",
+                  file=sys.stderr)
+        if result is not None:
+            results.append(result)
+    return results
+
+
 class Registry:
     """``kind -> name -> plugin class``, collected from the registry hooks of one plugin manager."""
 

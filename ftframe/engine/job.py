@@ -69,9 +69,11 @@ class TrainJob:
         return score
 
     def extra_callbacks(self) -> list[Any]:
+        from ftframe.plugins import call_hook
+
         out: list[Any] = []
-        for group in self.pm.hook.ftframe_lightning_callbacks(config=self.config):
-            out.extend(group or ())
+        for group in call_hook(self.pm, "ftframe_lightning_callbacks", config=self.config):
+            out.extend(group)
         return out
 
     def lightning_logger(self) -> Any:

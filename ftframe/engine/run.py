@@ -24,10 +24,10 @@ from ftframe.config.validate import validate
 from ftframe.engine.evaluate import predict, score_predictions
 from ftframe.engine.job import TrainJob
 from ftframe.engine.splits import split_examples
-from ftframe.errors import DataError
+from ftframe.errors import DataError, PluginError
 from ftframe.io import write_json, write_jsonl, write_text
 from ftframe.manifest import file_hashes, new_manifest, now
-from ftframe.plugins import Registry, get_plugin_manager
+from ftframe.plugins import Registry, call_hook, get_plugin_manager
 
 
 @dataclass
@@ -103,7 +103,12 @@ def run(cfg: DictConfig, run_dir: str | Path, *, pm: Any = None) -> RunResult:
         if job is not None:
             job.release_model()
         gc.collect()
-        pm.hook.ftframe_run_finished(config=cfg, result=result)
+        try:
+            call_hook(pm, "ftframe_run_finished", config=cfg, result=result)
+        except PluginError as exc:
+            if result.error is None:
+                raise
+            con.print(f"[red]{exc}[/]")  # do not hide the run's own error behind an observer's
     _summary(con, cfg, result)
     return result
 

@@ -206,3 +206,26 @@ def test_each_call_returns_a_new_independent_manager():
     assert "my_metric" not in Registry(plain).names("metric")
     assert "my_metric" not in Registry(again).names("metric")
     assert "MyMetricPlugin" not in again.ftframe_infos
+
+
+# ------------------------------------------------------------------------------------ observer hooks
+def test_observer_with_a_subset_of_arguments_and_one_that_raises(tmp_path, tiny_model_dir):
+    """Hooks evolve by adding arguments: an implementation taking fewer keeps working; a raising one is named."""
+    from ftframe.testing import run_tiny, tiny_run_overrides, toy_classification_rows, write_chat_jsonl
+
+    seen = []
+    subset = types.ModuleType("ftframe_subset_observer")
+    subset.ftframe_run_finished = ftframe.hookimpl(lambda result: seen.append(result.status))
+    data = write_chat_jsonl(tmp_path / "d.jsonl", toy_classification_rows(6), system="Classify.")
+    overrides = tiny_run_overrides(tiny_model_dir, data, **{"backend.epochs": 1, "eval.baseline": False,
+                                                             "exporters": "[]"})
+    assert run_tiny(tmp_path / "ok", overrides, plugins=[subset]).status == "succeeded"
+    assert seen == ["succeeded"]
+
+    def boom(config, result):
+        raise RuntimeError("observer broke")
+
+    broken = types.ModuleType("ftframe_broken_observer")
+    broken.ftframe_run_finished = ftframe.hookimpl(boom)
+    with pytest.raises(PluginError, match=r"ftframe_broken_observer.*ftframe_run_finished.*observer broke"):
+        run_tiny(tmp_path / "broken", overrides, plugins=[broken])
