@@ -20,7 +20,6 @@ Examples use one canonical shape everywhere: the OpenAI chat schema (``messages`
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,10 +210,6 @@ class Plugin:
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
-
-    @classmethod
-    def option_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls.Config)]
 
 
 class DataFormat(Plugin):
