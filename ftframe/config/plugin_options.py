@@ -18,6 +18,7 @@ from ftframe.api import Plugin
 from ftframe.config.errors import friendly
 from ftframe.config.resolvers import register_resolvers
 from ftframe.config.schema import RunSchema
+from ftframe.engine.data_source import AUTO, AutoDataConfig
 from ftframe.errors import ConfigError
 
 SINGLE_CHOICE = {"data_format": "data", "model_source": "model", "backend": "backend"}
@@ -38,6 +39,7 @@ def store_schemas(registry: Any) -> None:
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="ftframe_schema", node=RunSchema)
+    cs.store(group="data", name=AUTO, node=AutoDataConfig)
     for kind, group in SINGLE_CHOICE.items():
         for name, cls in registry.classes[kind].items():
             cs.store(group=group, name=name, node=node_class(cls))

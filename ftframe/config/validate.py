@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from ftframe.config.errors import did_you_mean
 from ftframe.config.plugin_options import MULTI_CHOICE, SINGLE_CHOICE
+from ftframe.engine.data_source import AUTO, detect
 from ftframe.engine.evaluate import MODES
 from ftframe.errors import ConfigError, FtframeError
 
@@ -23,6 +24,13 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
         if node is None or node.get("name") is None:
             out.append(f"'{group}' is not set: choose one with {group}=<name> "
                        f"(available: {', '.join(registry.names(kind)) or 'none'}).")
+            continue
+        if group == "data" and node.name == AUTO:
+            if node.get("path") and Path(str(node.path)).exists():
+                try:
+                    detect(registry.pm, str(node.path))
+                except FtframeError as exc:
+                    out.append(f"data=auto: {exc}")
             continue
         _check_plugin(out, registry, kind, str(node.name), node, group)
     for kind, group in MULTI_CHOICE.items():

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftframe import console as ui
 from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
 from ftframe.config.validate import validate
+from ftframe.engine.data_source import data_format
 from ftframe.engine.evaluate import predict, score_predictions
 from ftframe.engine.job import TrainJob
 from ftframe.engine.splits import split_examples
@@ -117,7 +118,9 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
                 manifest: dict[str, Any], result: RunResult) -> tuple[TrainJob, dict[str, Any], list[Prediction]]:
     # ------------------------------------------------------------------ prepare
     ui.stage(con, "1/6 prepare data")
-    fmt = registry.create("data_format", str(cfg.data.name), cfg.data)
+    fmt, detected = data_format(cfg.data, registry, pm)
+    if detected:
+        con.print(f"data=auto: {cfg.data.path} detected as [bold]{detected}[/]")
     loaded = fmt.load()
     manifest["inputs"] = file_hashes(loaded.files)
     if loaded.rejected:
@@ -130,7 +133,8 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     splits = split_examples(loaded.examples, train=cfg.split.train, val=cfg.split.val, test=cfg.split.test,
                             seed=seed, stratify=bool(cfg.split.stratify and cfg.task.type == "classification"))
     task = _task_info(cfg, splits["train"])
-    data_summary = {"path": str(cfg.data.get("path")), "examples": len(loaded.examples),
+    data_summary = {"path": str(cfg.data.get("path")), "format": detected or str(cfg.data.name),
+                    "examples": len(loaded.examples),
                     "rejected": len(loaded.rejected), "splits": {k: len(v) for k, v in splits.items()},
                     "labels": task.labels, "files": manifest["inputs"]}
     if not splits["train"] or not splits["test"]:

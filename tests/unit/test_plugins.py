@@ -77,9 +77,13 @@ def test_plugin_infos_name_distribution_and_what_each_provides(pm, registry):
     assert "lora" in pm.ftframe_infos[entry_point_name("ftframe_backends.plugin")].provides["backend"]
 
 
-def test_detect_data_format_hook(pm):
-    assert pm.hook.ftframe_detect_data_format(path=Path("x/train.jsonl")) == "chat_jsonl"
-    assert pm.hook.ftframe_detect_data_format(path=Path("x/train.csv")) is None
+def test_detect_data_format_hook(pm, tmp_path):
+    chat = tmp_path / "train.jsonl"
+    chat.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
+    assert pm.hook.ftframe_detect_data_format(path=chat) == "chat_jsonl"
+    assert pm.hook.ftframe_detect_data_format(path=Path("x/train.csv")) == "csv_labels"
+    assert pm.hook.ftframe_detect_data_format(path=Path("x/missing.jsonl")) is None
+    assert pm.hook.ftframe_detect_data_format(path=Path("x/notes.docx")) is None
 
 
 def test_unknown_plugin_name_suggests_the_closest(registry):

@@ -1,0 +1,158 @@
+"""Alpaca instruction data (LLaMA-Factory's default shape): a JSON list or JSONL of
+``{"instruction", "input"?, "output", "system"?, "history"?}`` records."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
+from ftframe.config import one_of
+from ftframe.errors import ConfigError, DataError
+
+
+@dataclass
+class AlpacaConfig:
+    path: str = MISSING
+    """The .json file (a list of records) or .jsonl file (one record per line)."""
+    on_error: str = "raise"
+    """``raise``: stop at the first bad record; ``skip``: keep going, writing each rejected record with its
+    reason to ``rejected.jsonl`` in the run dir."""
+    encoding: str = "utf-8"
+    """Text encoding of the file."""
+    instruction: str = "instruction"
+    """Record key of the instruction (the user's request; required)."""
+    input: str = "input"
+    """Record key of the optional input, appended to the instruction after a blank line."""
+    output: str = "output"
+    """Record key of the answer (the assistant reply; required)."""
+    system: str = "system"
+    """Record key of the optional per-record system prompt."""
+    history: str = "history"
+    """Record key of the optional earlier turns: a list of ``[user, assistant]`` pairs."""
+    default_system: str | None = None
+    """System prompt for records without one (none when unset)."""
+
+    def __post_init__(self) -> None:
+        one_of("data.on_error", self.on_error, ("raise", "skip"))
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+        for key in ("instruction", "input", "output", "system", "history"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"data.{key}: must be a non-empty record key, got {getattr(self, key)!r}.")
+
+
+def read_records(path: Path, encoding: str) -> list[tuple[str, Any, str | None]]:
+    """``(where, record, problem)`` for each record of a JSON-array or JSONL file.
+
+    The format is decided by content: a file whose first non-space character is ``[`` is one JSON array
+    (records are located as ``PATH:record N``), anything else is JSONL (``PATH:LINE``). A JSONL line that
+    is not valid JSON comes back with its problem; an unreadable JSON array raises :class:`DataError`.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found. Check data.path (relative paths start at {Path.cwd()}).")
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid {encoding} text (byte {exc.start}); re-save the file "
+                        f"as UTF-8 or set data.encoding.") from None
+    text = text.removeprefix("\ufeff")
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}). The file starts "
+                            f"with '[' so it is read as one JSON array of records; fix the JSON, or write one "
+                            f"record per line (JSONL).") from None
+        return [(f"{path}:record {n}", rec, None) for n, rec in enumerate(records, start=1)]
+    out: list[tuple[str, Any, str | None]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((f"{path}:{lineno}", json.loads(line), None))
+        except json.JSONDecodeError as exc:
+            why = (f"malformed JSON ({exc.msg} at column {exc.colno}); expected a JSON array of records or "
+                   f"one JSON object per line (JSONL)")
+            out.append((f"{path}:{lineno}", line, why))
+    return out
+
+
+def _optional_str(record: dict[str, Any], key: str) -> tuple[str, str | None]:
+    """The string at ``key`` ("" when absent or null), or a problem."""
+    value = record.get(key)
+    if value is None:
+        return "", None
+    if not isinstance(value, str):
+        return "", f"'{key}' must be a string, got {type(value).__name__}"
+    return value, None
+
+
+def convert(record: Any, cfg: AlpacaConfig) -> tuple[list[Message] | None, str | None]:
+    """Chat messages for one Alpaca record, or why it cannot be converted."""
+    if not isinstance(record, dict):
+        return None, f"expected a JSON object, got {type(record).__name__}"
+    for key in (cfg.instruction, cfg.output):
+        value = record.get(key)
+        if value is None:
+            return None, f"missing '{key}'"
+        if not isinstance(value, str):
+            return None, f"'{key}' must be a string, got {type(value).__name__}"
+        if not value.strip():
+            return None, f"empty '{key}'"
+    user_input, why = _optional_str(record, cfg.input)
+    if why:
+        return None, why
+    system, why = _optional_str(record, cfg.system)
+    if why:
+        return None, why
+    history = record.get(cfg.history)
+    if history is None:
+        history = []
+    if not isinstance(history, list):
+        return None, f"'{cfg.history}' must be a list of [user, assistant] pairs, got {type(history).__name__}"
+    messages: list[Message] = []
+    system = system or (cfg.default_system or "")
+    if system:
+        messages.append({"role": "system", "content": system})
+    for i, pair in enumerate(history):
+        if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(t, str) for t in pair)):
+            return None, f"'{cfg.history}' item {i}: expected a [user, assistant] pair of strings, got {pair!r:.80}"
+        if not pair[1].strip():
+            return None, f"'{cfg.history}' item {i}: empty assistant reply"
+        messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+    prompt = record[cfg.instruction] + (f"\n\n{user_input}" if user_input.strip() else "")
+    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": record[cfg.output]}]
+    return messages, None
+
+
+class Alpaca(DataFormat):
+    """Alpaca instruction data (instruction/input/output, optional system and history), JSON or JSONL."""
+
+    name = "alpaca"
+    Config = AlpacaConfig
+    description = __doc__ or ""
+
+    def load(self) -> LoadedData:
+        path = Path(self.config.path)
+        examples: list[Example] = []
+        rejected: list[Rejected] = []
+        for where, record, why in read_records(path, self.config.encoding):
+            messages = None
+            if why is None:
+                messages, why = convert(record, self.config)
+            if messages is not None:
+                examples.append(Example(messages=messages, source=where))
+                continue
+            if self.config.on_error != "skip":
+                raise DataError(f"{where}: {why}. Fix the record, or set data.on_error=skip to reject bad records "
+                                f"(they are written to rejected.jsonl with their reasons).")
+            rejected.append(Rejected(where, why or "", record))
+        return LoadedData(examples, rejected, files=[path])

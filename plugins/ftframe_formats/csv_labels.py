@@ -1,0 +1,92 @@
+"""CSV/TSV with a text column and a label column: the text becomes the user turn, the label the reply."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import MISSING
+
+from ftframe.api import DataFormat, Example, LoadedData, Rejected
+from ftframe.config import one_of
+from ftframe.config.errors import did_you_mean
+from ftframe.errors import ConfigError, DataError
+
+
+@dataclass
+class CsvLabelsConfig:
+    path: str = MISSING
+    """The .csv or .tsv file; its first row names the columns."""
+    text_column: str = "text"
+    """Column holding the input text (the user turn)."""
+    label_column: str = "label"
+    """Column holding the label (the assistant's reply)."""
+    delimiter: str | None = None
+    """Field separator; default: a tab for .tsv files, a comma otherwise."""
+    system: str | None = None
+    """System prompt put before every text (none when null)."""
+    on_error: str = "raise"
+    """``raise``: stop at the first bad row; ``skip``: keep going, writing each rejected row with its
+    reason to ``rejected.jsonl`` in the run dir."""
+    encoding: str = "utf-8"
+    """Text encoding of the file."""
+
+    def __post_init__(self) -> None:
+        one_of("data.on_error", self.on_error, ("raise", "skip"))
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+
+
+class CsvLabels(DataFormat):
+    """CSV/TSV rows of text and label (e.g. BANKING77); the label becomes the assistant reply."""
+
+    name = "csv_labels"
+    Config = CsvLabelsConfig
+
+    def load(self) -> LoadedData:
+        c = self.config
+        path = Path(c.path)
+        if not path.is_file():
+            raise DataError(f"{path}: file not found. Check data.path (relative paths start at {Path.cwd()}).")
+        delimiter = c.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        try:
+            text = path.read_text(encoding=c.encoding)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not valid {c.encoding} text (byte {exc.start}); re-save it as UTF-8 or set "
+                            f"data.encoding.") from None
+        reader = csv.reader(text.splitlines(), delimiter=delimiter)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: empty file (expected a header row naming the columns).")
+        columns = {name.strip(): i for i, name in enumerate(header)}
+        for key, wanted in (("text_column", c.text_column), ("label_column", c.label_column)):
+            if wanted not in columns:
+                raise DataError(f"{path}: no column {wanted!r}{did_you_mean(wanted, columns)} (data.{key}); the "
+                                f"header has: {', '.join(columns)}.")
+        ti, li = columns[c.text_column], columns[c.label_column]
+        examples: list[Example] = []
+        rejected: list[Rejected] = []
+        for lineno, row in enumerate(reader, start=2):
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            where = f"{path}:{lineno}"
+            if len(row) != len(header):
+                why = f"{len(row)} fields where the header has {len(header)}"
+            elif not row[ti].strip():
+                why = f"empty {c.text_column!r}"
+            elif not row[li].strip():
+                why = f"empty {c.label_column!r}"
+            else:
+                msgs = ([{"role": "system", "content": c.system}] if c.system else []) + [
+                    {"role": "user", "content": row[ti].strip()}, {"role": "assistant", "content": row[li].strip()}]
+                examples.append(Example(messages=msgs, source=where))
+                continue
+            if c.on_error != "skip":
+                raise DataError(f"{where}: {why}. Fix the row, or set data.on_error=skip to reject bad rows "
+                                f"(they are written to rejected.jsonl with their reasons).")
+            rejected.append(Rejected(where, why, row))
+        return LoadedData(examples, rejected, files=[path])

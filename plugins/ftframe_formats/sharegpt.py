@@ -1,0 +1,188 @@
+"""ShareGPT conversations (LLaMA-Factory's shape): a JSON list or JSONL of
+``{"conversations": [{"from": ..., "value": ...}], "system"?, "tools"?}`` records, with function calls."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
+from ftframe.config import one_of
+from ftframe.errors import ConfigError, DataError
+from ftframe_formats.alpaca import read_records
+
+_KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key")
+_TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
+
+
+@dataclass
+class ShareGPTConfig:
+    path: str = MISSING
+    """The .json file (a list of records) or .jsonl file (one record per line)."""
+    on_error: str = "raise"
+    """``raise``: stop at the first bad record; ``skip``: keep going, writing each rejected record with its
+    reason to ``rejected.jsonl`` in the run dir."""
+    encoding: str = "utf-8"
+    """Text encoding of the file."""
+    messages_key: str = "conversations"
+    """Record key of the list of turns."""
+    role_key: str = "from"
+    """Turn key of the role tag."""
+    content_key: str = "value"
+    """Turn key of the text."""
+    system_key: str = "system"
+    """Record key of the optional system prompt (becomes a leading system message)."""
+    tools_key: str = "tools"
+    """Record key of the optional tool definitions: a list, or a JSON string of one (bare function dicts are
+    wrapped as ``{"type": "function", "function": ...}``)."""
+    user_tag: str = "human"
+    """Role tag of user turns."""
+    assistant_tag: str = "gpt"
+    """Role tag of assistant turns."""
+    observation_tag: str = "observation"
+    """Role tag of tool results (become ``tool`` messages answering the preceding function call)."""
+    function_tag: str = "function_call"
+    """Role tag of function calls: ``{"name": ..., "arguments": ...}`` JSON (or a list of them) becomes the
+    assistant's ``tool_calls``."""
+    system_tag: str = "system"
+    """Role tag of system turns inside the conversation."""
+
+    def __post_init__(self) -> None:
+        one_of("data.on_error", self.on_error, ("raise", "skip"))
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+        for key in _KEYS + _TAGS:
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"data.{key}: must be a non-empty string, got {getattr(self, key)!r}.")
+        tags = [getattr(self, key) for key in _TAGS]
+        if len(set(tags)) != len(tags):
+            raise ConfigError(f"data.*_tag: role tags must differ, got {dict(zip(_TAGS, tags))}.")
+
+
+def parse_tools(raw: Any, key: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Tool definitions in the OpenAI shape (None when there are none), or a problem."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return None, f"malformed '{key}' JSON ({exc.msg} at column {exc.colno})"
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return None, f"'{key}' must be a list of function definitions, got {type(raw).__name__}"
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(raw):
+        if isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("function"), dict):
+            tools.append(tool)
+        elif isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool["name"]:
+            tools.append({"type": "function", "function": tool})
+        else:
+            return None, f"'{key}' item {i}: expected a function definition with a 'name', got {tool!r:.80}"
+    return tools or None, None
+
+
+def _tool_calls(value: str, first: int) -> list[dict[str, Any]] | None:
+    """OpenAI ``tool_calls`` for a function-call turn's JSON (one call or a list), or None if it is not one."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    calls = parsed if isinstance(parsed, list) and parsed else [parsed]
+    out = []
+    for k, call in enumerate(calls, start=first):
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str) and call["name"] and "arguments" in call):
+            return None
+        args = call["arguments"]
+        out.append({"id": f"call_{k}", "type": "function",
+                    "function": {"name": call["name"],
+                                 "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+    return out
+
+
+def convert(record: Any, cfg: ShareGPTConfig) -> tuple[Example | None, str | None]:
+    """The canonical example (without ``source``) for one ShareGPT record, or why it cannot be converted."""
+    if not isinstance(record, dict):
+        return None, f"expected a JSON object, got {type(record).__name__}"
+    turns = record.get(cfg.messages_key)
+    if not isinstance(turns, list) or not turns:
+        return None, f"missing or empty '{cfg.messages_key}' list"
+    system = record.get(cfg.system_key)
+    if system is not None and not isinstance(system, str):
+        return None, f"'{cfg.system_key}' must be a string, got {type(system).__name__}"
+    tools, why = parse_tools(record.get(cfg.tools_key), cfg.tools_key)
+    if why:
+        return None, why
+    roles = {cfg.user_tag: "user", cfg.assistant_tag: "assistant", cfg.system_tag: "system",
+             cfg.function_tag: "assistant", cfg.observation_tag: "tool"}
+    messages: list[Message] = [{"role": "system", "content": system}] if system and system.strip() else []
+    n_calls = 0
+    pending: list[str] = []  # ids of the latest function call's tool_calls not yet answered
+    previous = None
+    for i, turn in enumerate(turns):
+        at = f"{cfg.messages_key}[{i}]"
+        if not isinstance(turn, dict):
+            return None, f"{at}: expected an object, got {type(turn).__name__}"
+        tag, value = turn.get(cfg.role_key), turn.get(cfg.content_key)
+        if tag not in roles:
+            return None, (f"{at}: unknown role tag {tag!r} in '{cfg.role_key}' (expected one of {sorted(roles)}; "
+                          f"set data.user_tag, data.assistant_tag, ... if your file uses other names)")
+        if not isinstance(value, str):
+            return None, f"{at}: '{cfg.content_key}' must be a string, got {type(value).__name__}"
+        message: Message = {"role": roles[tag], "content": value}
+        if tag == cfg.function_tag:
+            if not value.strip():
+                return None, f"{at}: empty function call"
+            calls = _tool_calls(value, n_calls)
+            pending = []
+            if calls:
+                n_calls += len(calls)
+                pending = [c["id"] for c in calls]
+                message = {"role": "assistant", "content": None, "tool_calls": calls}
+        elif tag == cfg.observation_tag:
+            if previous not in (cfg.function_tag, cfg.observation_tag):
+                return None, (f"{at}: an '{tag}' (tool result) that does not follow a '{cfg.function_tag}' turn; "
+                              f"it answers no function call")
+            if pending:
+                message["tool_call_id"] = pending.pop(0)
+        elif tag == cfg.assistant_tag and not value.strip():
+            return None, f"{at}: empty assistant reply"
+        messages.append(message)
+        previous = tag
+    if not any(m["role"] == "assistant" for m in messages):
+        return None, f"no '{cfg.assistant_tag}' or '{cfg.function_tag}' turn (nothing to learn from)"
+    return Example(messages=messages, tools=tools), None
+
+
+class ShareGPT(DataFormat):
+    """ShareGPT conversations (human/gpt/system turns, function calls and observations, tools), JSON or JSONL."""
+
+    name = "sharegpt"
+    Config = ShareGPTConfig
+    description = __doc__ or ""
+
+    def load(self) -> LoadedData:
+        path = Path(self.config.path)
+        examples: list[Example] = []
+        rejected: list[Rejected] = []
+        for where, record, why in read_records(path, self.config.encoding):
+            example = None
+            if why is None:
+                example, why = convert(record, self.config)
+            if example is not None:
+                example.source = where
+                examples.append(example)
+                continue
+            if self.config.on_error != "skip":
+                raise DataError(f"{where}: {why}. Fix the record, or set data.on_error=skip to reject bad records "
+                                f"(they are written to rejected.jsonl with their reasons).")
+            rejected.append(Rejected(where, why or "", record))
+        return LoadedData(examples, rejected, files=[path])
