@@ -3,28 +3,18 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
-
 from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
-from ftframe.config import one_of
 from ftframe.errors import ConfigError, DataError
+from ftframe_formats.file_config import FileConfig, reject
 
 
 @dataclass
-class AlpacaConfig:
-    path: str = MISSING
-    """The .json file (a list of records) or .jsonl file (one record per line)."""
-    on_error: str = "raise"
-    """``raise``: stop at the first bad record; ``skip``: keep going, writing each rejected record with its
-    reason to ``rejected.jsonl`` in the run dir."""
-    encoding: str = "utf-8"
-    """Text encoding of the file."""
+class AlpacaConfig(FileConfig):
     instruction: str = "instruction"
     """Record key of the instruction (the user's request; required)."""
     input: str = "input"
@@ -39,11 +29,7 @@ class AlpacaConfig:
     """System prompt for records without one (none when unset)."""
 
     def __post_init__(self) -> None:
-        one_of("data.on_error", self.on_error, ("raise", "skip"))
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+        super().__post_init__()
         for key in ("instruction", "input", "output", "system", "history"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"data.{key}: must be a non-empty record key, got {getattr(self, key)!r}.")
@@ -151,8 +137,5 @@ class Alpaca(DataFormat):
             if messages is not None:
                 examples.append(Example(messages=messages, source=where))
                 continue
-            if self.config.on_error != "skip":
-                raise DataError(f"{where}: {why}. Fix the record, or set data.on_error=skip to reject bad records "
-                                f"(they are written to rejected.jsonl with their reasons).")
-            rejected.append(Rejected(where, why or "", record))
+            reject(self.config, where, why or "", record, rejected)
         return LoadedData(examples, rejected, files=[path])

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
-
 from ftframe.api import DataFormat, Example, LoadedData, Rejected
-from ftframe.config import one_of
-from ftframe.errors import ConfigError, DataError
+from ftframe.errors import DataError
+from ftframe_formats.file_config import FileConfig, reject
 
 ROLES = {"system", "user", "assistant", "tool"}
 EXAMPLE_KEYS = {"messages", "tools", "parallel_tool_calls", "functions"}
@@ -20,21 +17,8 @@ MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id
 
 
 @dataclass
-class ChatJsonlConfig:
-    path: str = MISSING
-    """The .jsonl file."""
-    on_error: str = "raise"
-    """``raise``: stop at the first bad line; ``skip``: keep going, writing each rejected line with its
-    reason to ``rejected.jsonl`` in the run dir."""
-    encoding: str = "utf-8"
-    """Text encoding of the file."""
-
-    def __post_init__(self) -> None:
-        one_of("data.on_error", self.on_error, ("raise", "skip"))
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+class ChatJsonlConfig(FileConfig):
+    """``path``: a .jsonl file, one chat example per line."""
 
 
 def problem(record: Any) -> str | None:
@@ -101,8 +85,5 @@ class ChatJsonl(DataFormat):
             if why is None:
                 examples.append(Example(messages=record["messages"], source=where, tools=record.get("tools")))
                 continue
-            if self.config.on_error != "skip":
-                raise DataError(f"{where}: {why}. Fix the line, or set data.on_error=skip to reject bad lines "
-                                f"(they are written to rejected.jsonl with their reasons).")
-            rejected.append(Rejected(where, why, record))
+            reject(self.config, where, why, record, rejected)
         return LoadedData(examples, rejected, files=[path])

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import MISSING
-
 from ftframe.api import DataFormat, Example, LoadedData, Rejected
-from ftframe.config import one_of
 from ftframe.config.errors import did_you_mean
-from ftframe.errors import ConfigError, DataError
+from ftframe.errors import DataError
+from ftframe_formats.file_config import FileConfig, reject
 
 
 @dataclass
-class CsvLabelsConfig:
-    path: str = MISSING
-    """The .csv or .tsv file; its first row names the columns."""
+class CsvLabelsConfig(FileConfig):
+    """``path``: a .csv or .tsv file whose first row names the columns."""
+
     text_column: str = "text"
     """Column holding the input text (the user turn)."""
     label_column: str = "label"
@@ -27,18 +24,6 @@ class CsvLabelsConfig:
     """Field separator; default: a tab for .tsv files, a comma otherwise."""
     system: str | None = None
     """System prompt put before every text (none when null)."""
-    on_error: str = "raise"
-    """``raise``: stop at the first bad row; ``skip``: keep going, writing each rejected row with its
-    reason to ``rejected.jsonl`` in the run dir."""
-    encoding: str = "utf-8"
-    """Text encoding of the file."""
-
-    def __post_init__(self) -> None:
-        one_of("data.on_error", self.on_error, ("raise", "skip"))
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
 
 
 class CsvLabels(DataFormat):
@@ -85,8 +70,5 @@ class CsvLabels(DataFormat):
                     {"role": "user", "content": row[ti].strip()}, {"role": "assistant", "content": row[li].strip()}]
                 examples.append(Example(messages=msgs, source=where))
                 continue
-            if c.on_error != "skip":
-                raise DataError(f"{where}: {why}. Fix the row, or set data.on_error=skip to reject bad rows "
-                                f"(they are written to rejected.jsonl with their reasons).")
-            rejected.append(Rejected(where, why, row))
+            reject(c, where, why, row, rejected)
         return LoadedData(examples, rejected, files=[path])

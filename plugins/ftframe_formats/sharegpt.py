@@ -3,32 +3,22 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
-
 from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
-from ftframe.config import one_of
-from ftframe.errors import ConfigError, DataError
+from ftframe.errors import ConfigError
 from ftframe_formats.alpaca import read_records
+from ftframe_formats.file_config import FileConfig, reject
 
 _KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key")
 _TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 
 
 @dataclass
-class ShareGPTConfig:
-    path: str = MISSING
-    """The .json file (a list of records) or .jsonl file (one record per line)."""
-    on_error: str = "raise"
-    """``raise``: stop at the first bad record; ``skip``: keep going, writing each rejected record with its
-    reason to ``rejected.jsonl`` in the run dir."""
-    encoding: str = "utf-8"
-    """Text encoding of the file."""
+class ShareGPTConfig(FileConfig):
     messages_key: str = "conversations"
     """Record key of the list of turns."""
     role_key: str = "from"
@@ -53,11 +43,7 @@ class ShareGPTConfig:
     """Role tag of system turns inside the conversation."""
 
     def __post_init__(self) -> None:
-        one_of("data.on_error", self.on_error, ("raise", "skip"))
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+        super().__post_init__()
         for key in _KEYS + _TAGS:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"data.{key}: must be a non-empty string, got {getattr(self, key)!r}.")
@@ -181,8 +167,5 @@ class ShareGPT(DataFormat):
                 example.source = where
                 examples.append(example)
                 continue
-            if self.config.on_error != "skip":
-                raise DataError(f"{where}: {why}. Fix the record, or set data.on_error=skip to reject bad records "
-                                f"(they are written to rejected.jsonl with their reasons).")
-            rejected.append(Rejected(where, why or "", record))
+            reject(self.config, where, why or "", record, rejected)
         return LoadedData(examples, rejected, files=[path])

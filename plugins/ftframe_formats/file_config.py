@@ -1,0 +1,39 @@
+"""What every file-reading data format shares: its options and how a bad row is handled."""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+from ftframe.api import Rejected
+from ftframe.config import one_of
+from ftframe.errors import ConfigError, DataError
+
+
+@dataclass
+class FileConfig:
+    path: str = MISSING
+    """The input file (relative paths start at the current directory)."""
+    on_error: str = "raise"
+    """``raise``: stop at the first bad row; ``skip``: keep going, writing each rejected row with its
+    reason to ``rejected.jsonl`` in the run dir."""
+    encoding: str = "utf-8"
+    """Text encoding of the file."""
+
+    def __post_init__(self) -> None:
+        one_of("data.on_error", self.on_error, ("raise", "skip"))
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
+
+
+def reject(config: FileConfig, where: str, why: str, raw: Any, rejected: list[Rejected]) -> None:
+    """Raise a :class:`DataError` for a bad row, or (``on_error=skip``) keep it with its reason."""
+    if config.on_error != "skip":
+        raise DataError(f"{where}: {why}. Fix it, or set data.on_error=skip to reject bad rows "
+                        f"(they are written to rejected.jsonl with their reasons).")
+    rejected.append(Rejected(where, why, raw))
