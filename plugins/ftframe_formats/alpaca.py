@@ -127,15 +127,26 @@ class Alpaca(DataFormat):
     description = __doc__ or ""
 
     def load(self) -> LoadedData:
-        path = Path(self.config.path)
-        examples: list[Example] = []
-        rejected: list[Rejected] = []
-        for where, record, why in read_records(path, self.config.encoding):
-            messages = None
-            if why is None:
-                messages, why = convert(record, self.config)
-            if messages is not None:
-                examples.append(Example(messages=messages, source=where))
-                continue
-            reject(self.config, where, why or "", record, rejected)
-        return LoadedData(examples, rejected, files=[path])
+        def to_example(record: Any, cfg: AlpacaConfig) -> tuple[Example | None, str | None]:
+            messages, why = convert(record, cfg)
+            return (Example(messages=messages) if messages is not None else None), why
+
+        return load_records(self.config, to_example)
+
+
+def load_records(config: Any, to_example: Any) -> LoadedData:
+    """Every record of ``config.path`` (JSON array or JSONL) through ``to_example(record, config) ->
+    (Example or None, problem)``; bad records raise or are rejected with their location and reason."""
+    path = Path(config.path)
+    examples: list[Example] = []
+    rejected: list[Rejected] = []
+    for where, record, why in read_records(path, config.encoding):
+        example = None
+        if why is None:
+            example, why = to_example(record, config)
+        if example is not None:
+            example.source = where
+            examples.append(example)
+            continue
+        reject(config, where, why or "", record, rejected)
+    return LoadedData(examples, rejected, files=[path])

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
+from ftframe.api import DataFormat, Example, LoadedData, Message
 from ftframe.errors import ConfigError
-from ftframe_formats.alpaca import read_records
-from ftframe_formats.file_config import FileConfig, reject
+from ftframe_formats.alpaca import load_records
+from ftframe_formats.file_config import FileConfig
 
 _KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key")
 _TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
@@ -156,16 +155,4 @@ class ShareGPT(DataFormat):
     description = __doc__ or ""
 
     def load(self) -> LoadedData:
-        path = Path(self.config.path)
-        examples: list[Example] = []
-        rejected: list[Rejected] = []
-        for where, record, why in read_records(path, self.config.encoding):
-            example = None
-            if why is None:
-                example, why = convert(record, self.config)
-            if example is not None:
-                example.source = where
-                examples.append(example)
-                continue
-            reject(self.config, where, why or "", record, rejected)
-        return LoadedData(examples, rejected, files=[path])
+        return load_records(self.config, convert)
