@@ -58,13 +58,12 @@ class TrainJob:
 
         mode = self.eval_config.val_mode or self.eval_config.mode
         mode = "generate" if mode == "both" or not self.task.labels else mode
-        primary = self.primary_metric
 
         def score(model: Any) -> dict[str, float]:
             predictor = LocalPredictor(model, tokenizer, batch_size=self.eval_config.batch_size)
             preds = predict(predictor, self.val, self.task, mode=mode, max_new_tokens=self.eval_config.max_new_tokens)
             values = score_predictions(preds, self.metrics, self.task)["values"]
-            return {f"val/{k}": float(v) for k, v in values.items() if k == primary or k == "accuracy"}
+            return {f"val/{k}": float(v) for k, v in values.items()}
 
         return score
 

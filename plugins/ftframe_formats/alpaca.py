@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
-from ftframe.errors import ConfigError, DataError
-from ftframe_formats.file_config import FileConfig, reject
+from ftframe.errors import DataError
+from ftframe_formats.file_config import FileConfig, reject, require_names
 
 
 @dataclass
@@ -30,9 +30,7 @@ class AlpacaConfig(FileConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("instruction", "input", "output", "system", "history"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise ConfigError(f"data.{key}: must be a non-empty record key, got {getattr(self, key)!r}.")
+        require_names(self, ("instruction", "input", "output", "system", "history"))
 
 
 def read_records(path: Path, encoding: str) -> list[tuple[str, Any, str | None]]:

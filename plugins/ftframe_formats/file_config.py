@@ -31,6 +31,14 @@ class FileConfig:
             raise ConfigError(f"data.encoding: unknown text encoding {self.encoding!r} (e.g. utf-8, latin-1).") from None
 
 
+def require_names(config: object, fields: tuple[str, ...]) -> None:
+    """Raise a :class:`ConfigError` naming the first of ``fields`` that is not a non-empty string."""
+    for key in fields:
+        value = getattr(config, key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"data.{key}: must be a non-empty string, got {value!r}.")
+
+
 def reject(config: FileConfig, where: str, why: str, raw: Any, rejected: list[Rejected]) -> None:
     """Raise a :class:`DataError` for a bad row, or (``on_error=skip``) keep it with its reason."""
     if config.on_error != "skip":

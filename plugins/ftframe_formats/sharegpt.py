@@ -10,7 +10,7 @@ from typing import Any
 from ftframe.api import DataFormat, Example, LoadedData, Message
 from ftframe.errors import ConfigError
 from ftframe_formats.alpaca import load_records
-from ftframe_formats.file_config import FileConfig
+from ftframe_formats.file_config import FileConfig, require_names
 
 _KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key")
 _TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
@@ -43,9 +43,7 @@ class ShareGPTConfig(FileConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in _KEYS + _TAGS:
-            if not isinstance(getattr(self, key), str) or not getattr(self, key):
-                raise ConfigError(f"data.{key}: must be a non-empty string, got {getattr(self, key)!r}.")
+        require_names(self, _KEYS + _TAGS)
         tags = [getattr(self, key) for key in _TAGS]
         if len(set(tags)) != len(tags):
             raise ConfigError(f"data.*_tag: role tags must differ, got {dict(zip(_TAGS, tags))}.")
