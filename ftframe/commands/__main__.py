@@ -1,0 +1,3 @@
+from ftframe.commands import main
+
+raise SystemExit(main())
