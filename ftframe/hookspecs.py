@@ -86,3 +86,18 @@ def ftframe_lightning_callbacks(config: Any) -> Sequence[Any]:
 @hookspec
 def ftframe_run_finished(config: Any, result: Any) -> None:
     """Called once a run has finished (succeeded, gate failed or failed) with its ``RunResult``."""
+
+
+# ---------------------------------------------------------------------------------------- deprecated
+# A retired hook keeps working for one minor version: pluggy warns (``warn_on_impl``) when a plugin
+# implements it, pointing at the plugin's file and line, and the host still uses what it returns.
+# ``DEPRECATED_ALIASES`` maps each retired hook to the hook that replaces it.
+
+DEPRECATED_ALIASES = {"ftframe_formats": "ftframe_data_formats"}
+
+
+@hookspec(warn_on_impl=DeprecationWarning(
+    "The ftframe_formats hook is deprecated and will be removed in ftframe 1.0: rename your "
+    "implementation to ftframe_data_formats (same arguments, same return value)."))
+def ftframe_formats() -> Sequence[type[DataFormat]]:
+    """Deprecated name of :func:`ftframe_data_formats`; still honoured, with a ``DeprecationWarning``."""

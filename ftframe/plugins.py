@@ -155,18 +155,19 @@ class Registry:
         self.classes: dict[str, dict[str, type[Plugin]]] = {kind: {} for kind in PLUGIN_KINDS}
         self.owner: dict[tuple[str, str], str] = {}
         for kind, base in PLUGIN_KINDS.items():
-            hook = getattr(pm.hook, f"ftframe_{kind}s")
-            for impl in hook.get_hookimpls():
+            hook_name = f"ftframe_{kind}s"
+            names = [hook_name] + [old for old, new in hookspecs.DEPRECATED_ALIASES.items() if new == hook_name]
+            for called, impl in ((n, i) for n in names for i in getattr(pm.hook, n).get_hookimpls()):
                 owner = plugin_label(pm, impl.plugin)
                 try:
                     returned = impl.function()  # one impl at a time, to know who returned what
                 except Exception as exc:
-                    raise PluginError(f"Plugin {owner} raised in ftframe_{kind}s(): "
+                    raise PluginError(f"Plugin {owner} raised in {called}(): "
                                       f"{type(exc).__name__}: {exc}") from exc
                 if getattr(pm, "ftframe_trace", False):
-                    print(f"[ftframe trace] ftframe_{kind}s() from {owner} returned {returned!r}", file=sys.stderr)
+                    print(f"[ftframe trace] {called}() from {owner} returned {returned!r}", file=sys.stderr)
                 if returned is not None and not isinstance(returned, (list, tuple)):
-                    raise PluginError(f"Plugin {owner}: ftframe_{kind}s() must return a list of classes, "
+                    raise PluginError(f"Plugin {owner}: {called}() must return a list of classes, "
                                       f"got {returned!r}.")
                 for cls in returned or ():
                     self._add(kind, base, cls, owner)

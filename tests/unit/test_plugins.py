@@ -233,3 +233,30 @@ def test_observer_with_a_subset_of_arguments_and_one_that_raises(tmp_path, tiny_
     broken.ftframe_run_finished = ftframe.hookimpl(boom)
     with pytest.raises(PluginError, match=r"ftframe_broken_observer.*ftframe_run_finished.*observer broke"):
         run_tiny(tmp_path / "broken", overrides, plugins=[broken])
+
+
+class OldStyleFormatPlugin:
+    """A plugin still implementing the deprecated ``ftframe_formats`` name."""
+
+    @ftframe.hookimpl
+    def ftframe_formats(self):
+        from ftframe_formats.chat_jsonl import ChatJsonl
+
+        class LegacyFormat(ChatJsonl):
+            name = "legacy_jsonl"
+
+        return [LegacyFormat]
+
+
+def test_deprecated_hook_warns_naming_the_replacement_and_keeps_working():
+    with pytest.warns(DeprecationWarning, match="rename your implementation to ftframe_data_formats") as rec:
+        pm = get_plugin_manager([OldStyleFormatPlugin()])
+    assert any(Path(w.filename).name == Path(__file__).name for w in rec)  # points at the plugin's code
+    reg = Registry(pm)
+    assert "legacy_jsonl" in reg.names("data_format")
+    assert reg.owner[("data_format", "legacy_jsonl")].startswith("OldStyleFormatPlugin")
+
+
+def test_current_hooks_register_without_deprecation_warnings(recwarn):
+    Registry(get_plugin_manager([MyMetricPlugin()]))
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning) and "ftframe" in str(w.message)]
