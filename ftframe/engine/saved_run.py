@@ -1,0 +1,222 @@
+"""Load a finished run back from its run dir: config, manifest, tuned model, tokenizer, predictor.
+
+``load_saved_run(run_dir)`` is what ``ftframe export``, ``predict``, ``serve`` (and the eval/rerun
+commands) build on. It reads ``config.yaml`` and ``manifest.json``, checks that the run succeeded, and
+loads the weights its exporters wrote:
+
+- ``adapter/`` (PEFT): the base model comes from the run's own model source (``config.yaml``'s
+  ``model`` group, through the plugins), in the dtype it was trained in, and the adapter is applied on
+  top — the same arithmetic as the model that was evaluated;
+- ``merged/``: a plain Hugging Face folder, used when there is no adapter (or with ``prefer="merged"``).
+
+A missing, incomplete, still-running or failed run dir is a :class:`RunDirError` saying what is wrong
+and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftframe.api import Example, Prediction
+from ftframe.errors import FtframeError
+
+WEIGHT_KINDS = ("adapter", "merged")
+"""Exports that hold the tuned weights, in the order ``load_saved_run`` prefers them."""
+
+
+class RunDirError(FtframeError):
+    """A run dir cannot be used: missing, incomplete, still running, failed, or without weights."""
+
+
+@dataclass
+class SavedRun:
+    """A finished run loaded from disk (see :func:`load_saved_run`)."""
+
+    run_dir: Path
+    config: DictConfig
+    """The resolved run config (``config.yaml``)."""
+    manifest: dict[str, Any]
+    model: Any
+    """The tuned model in eval mode (a ``PeftModel`` for ``weights == "adapter"``)."""
+    tokenizer: Any
+    weights: str
+    """Which export was loaded: ``adapter`` or ``merged``."""
+    weights_path: Path
+    name: str = ""
+    """A display name, e.g. ``tiny (SmolLM2-135M-Instruct + LoRA)``."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predictor(self, *, batch_size: int | None = None) -> Any:
+        """A :class:`~ftframe.engine.predict.LocalPredictor` over the tuned model."""
+        from ftframe.engine.predict import LocalPredictor
+
+        size = batch_size or int(self.config.get("eval", {}).get("batch_size") or 16)
+        return LocalPredictor(self.model, self.tokenizer, name=self.name, batch_size=size)
+
+    def split(self, name: str = "test") -> list[Example]:
+        """The examples of a split as the run saved them (``data/<name>.jsonl``)."""
+        path = self.run_dir / "data" / f"{name}.jsonl"
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing: the run dir has no '{name}' split.")
+        return [Example(messages=r["messages"], source=f"{path}:{i}", tools=r.get("tools"),
+                        chosen=r.get("chosen"), rejected=r.get("rejected"))
+                for i, r in enumerate(_read_jsonl(path), start=1)]
+
+    def predictions(self, prefix: str = "") -> list[Prediction]:
+        """The saved test predictions (``<prefix>predictions.jsonl``); empty when the file is absent."""
+        path = self.run_dir / f"{prefix}predictions.jsonl"
+        if not path.is_file():
+            return []
+        return [Prediction(index=r["index"], prompt=r["input"], gold=r.get("gold"), predicted=r["predicted"],
+                           source=r.get("source", ""), scores=r.get("scores")) for r in _read_jsonl(path)]
+
+    def metrics(self) -> dict[str, Any]:
+        """``metrics.json`` (test/baseline/train/data); empty when the file is absent."""
+        path = self.run_dir / "metrics.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def release(self) -> None:
+        """Drop the model (a long-lived process that loads many runs calls this between them)."""
+        self.model = None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise RunDirError(f"{path}:{n}: not valid JSON ({exc.msg}); the run dir is damaged.") from exc
+    return rows
+
+
+def read_run_dir(run_dir: str | Path) -> tuple[Path, DictConfig, dict[str, Any]]:
+    """``(run_dir, config, manifest)`` of a run that finished successfully, without loading weights."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a directory; pass the run dir a job wrote (e.g. outputs/TASK/DATE).")
+    missing = [n for n in ("config.yaml", "manifest.json") if not (run_dir / n).is_file()]
+    if missing:
+        raise RunDirError(f"{run_dir} is not a complete ftframe run dir: {', '.join(missing)} missing. "
+                          "Pass the folder a job wrote (it holds config.yaml and manifest.json).")
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{run_dir / 'manifest.json'}: not valid JSON ({exc.msg}, line {exc.lineno}).") from exc
+    status = manifest.get("status")
+    if status != "succeeded":
+        why = {"running": "it is still running, or was killed before it finished (rerun it)",
+               "gate_failed": "it failed its gate, so nothing was exported (fix the model or the gate, then rerun)",
+               "failed": f"it failed ({manifest.get('error') or 'see its log'})",
+               "interrupted": "it was interrupted (rerun it)"}.get(str(status), f"its status is {status!r}")
+        raise RunDirError(f"{run_dir}: cannot use this run: {why}.")
+    config = OmegaConf.load(run_dir / "config.yaml")
+    if not isinstance(config, DictConfig):
+        raise RunDirError(f"{run_dir / 'config.yaml'} is not a mapping; the run dir is damaged.")
+    return run_dir, config, manifest
+
+
+def weights_folder(run_dir: Path, manifest: dict[str, Any], kind: str) -> Path | None:
+    """The folder the ``kind`` exporter wrote (from the manifest's ``exports``), if it is complete."""
+    entry = (manifest.get("exports") or {}).get(kind) or {}
+    paths = entry.get("paths") or []
+    if not paths or entry.get("verified") is False:
+        return None
+    marker = "adapter_config.json" if kind == "adapter" else "config.json"
+    # Exporters write below the run dir, and the dir may have moved since: match the recorded path's
+    # longest tail that exists inside ``run_dir`` (never a folder outside it).
+    recorded = Path(paths[0])
+    parts = recorded.parts[1:] if recorded.is_absolute() else recorded.parts
+    for i in range(len(parts)):
+        folder = run_dir.joinpath(*parts[i:])
+        if (folder / marker).is_file():
+            return folder
+    return None
+
+
+def trained_dtype(manifest: dict[str, Any]) -> str:
+    """The dtype the frozen base was held in during training (``bf16`` for ``bf16-true``, else ``fp32``)."""
+    precision = ((manifest.get("metrics") or {}).get("train") or {}).get("precision")
+    return "bf16" if precision == "bf16-true" else "fp32"
+
+
+def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = None) -> SavedRun:
+    """Load the tuned model of a finished run from ``run_dir``.
+
+    ``prefer``: ``adapter`` or ``merged`` to choose which export to load (default: the adapter when
+    there is one — it reproduces the evaluated model exactly — else the merged weights).
+    ``pm``: a plugin manager (default: the installed plugins), used to load the adapter's base model.
+    """
+    from ftframe.engine.predict import guard_head_input
+
+    run_dir, config, manifest = read_run_dir(run_dir)
+    if prefer is not None and prefer not in WEIGHT_KINDS:
+        raise RunDirError(f"prefer={prefer!r}: expected one of {', '.join(WEIGHT_KINDS)}.")
+    order = [prefer] if prefer else list(WEIGHT_KINDS)
+    found = {k: weights_folder(run_dir, manifest, k) for k in order}
+    kind = next((k for k in order if found[k] is not None), None)
+    if kind is None:
+        remote = ((manifest.get("metrics") or {}).get("trained_model") or {}).get("remote_id")
+        hint = (f" The model was trained remotely ({remote}); use it through its provider." if remote else
+                " Export the weights first: `ftframe export RUN_DIR exporters=[adapter]` needs them in memory, so "
+                "rerun the job with the adapter or merged exporter enabled.")
+        raise RunDirError(f"{run_dir}: no complete {' or '.join(order)} export found (manifest 'exports' lists "
+                          f"{', '.join(manifest.get('exports') or {}) or 'none'}).{hint}")
+    folder = found[kind]
+    assert folder is not None
+    if kind == "adapter":
+        model, tokenizer, base_name = _load_adapter(folder, config, manifest, pm)
+    else:
+        model, tokenizer = load_pretrained(folder)
+        base_name = str(((manifest.get("metrics") or {}).get("train") or {}).get("base_model") or folder.name)
+    model.eval()
+    guard_head_input(model)
+    name = f"{config.task.name} ({base_name} + {'LoRA' if kind == 'adapter' else 'merged'})"
+    return SavedRun(run_dir=run_dir, config=config, manifest=manifest, model=model, tokenizer=tokenizer,
+                    weights=kind, weights_path=folder, name=name)
+
+
+def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+    """A causal LM (fp32 unless ``dtype``) and its tokenizer from a Hugging Face folder, in eval mode.
+
+    ``kwargs`` go to both ``from_pretrained`` calls (e.g. ``gguf_file=``). The tokenizer gets a pad
+    token (its eos) if it has none, as training gave it.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
+    model.eval()
+    return model, tokenizer
+
+
+def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], pm: Any) -> tuple[Any, Any, str]:
+    """The run's base model (through its model source plugin, in the trained dtype) plus the adapter."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from ftframe.plugins import Registry, get_plugin_manager
+
+    registry = Registry(pm or get_plugin_manager())
+    try:
+        source = registry.create("model_source", str(config.model.name), config.model)
+        base = source.load(dtype=trained_dtype(manifest))  # type: ignore[attr-defined]
+    except FtframeError as exc:
+        raise RunDirError(f"{folder.parent}: cannot load the base model of this run's adapter "
+                          f"(model={config.model.name}): {exc}") from exc
+    model = PeftModel.from_pretrained(base.model, folder, autocast_adapter_dtype=True)
+    tokenizer = base.tokenizer
+    if (folder / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, base.name
