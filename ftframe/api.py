@@ -32,7 +32,11 @@ Message = dict[str, Any]
 # ---------------------------------------------------------------------------------------------- data
 @dataclass
 class Example:
-    """One canonical training/evaluation example and where it came from (``file:line``)."""
+    """One canonical training/evaluation example and where it came from (``file:line``).
+
+    A preference pair has ``chosen`` and ``rejected`` (one assistant message each); its ``messages`` are
+    then the prompt conversation only (no reply of its own), as in OpenAI's DPO files.
+    """
 
     messages: list[Message]
     source: str = ""
@@ -41,14 +45,23 @@ class Example:
     rejected: Message | None = None
 
     @property
+    def is_preference(self) -> bool:
+        return self.chosen is not None
+
+    @property
     def prompt(self) -> list[Message]:
-        """The conversation up to (not including) the last assistant message."""
+        """The conversation up to (not including) the last assistant message; a preference pair's whole
+        ``messages``."""
+        if self.is_preference:
+            return list(self.messages)
         last = max((i for i, m in enumerate(self.messages) if m.get("role") == "assistant"), default=None)
         return list(self.messages if last is None else self.messages[:last])
 
     @property
     def target(self) -> str | None:
-        """The content of the last assistant message (the gold answer), if any."""
+        """The content of the last assistant message (the gold answer; for a pair, the chosen reply)."""
+        if self.chosen is not None:
+            return self.chosen.get("content")
         for m in reversed(self.messages):
             if m.get("role") == "assistant":
                 return m.get("content")
@@ -70,6 +83,8 @@ class Rejected:
     source: str
     reason: str
     raw: Any = None
+    kind: str = "invalid"
+    """Error type for counting, e.g. the cookbook's ``missing_content`` (see ``ftframe.preflight``)."""
 
 
 @dataclass

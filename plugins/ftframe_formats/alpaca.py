@@ -10,7 +10,7 @@ from typing import Any
 
 from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
 from ftframe.errors import DataError
-from ftframe_formats.file_config import FileConfig, reject, require_names
+from ftframe_formats.file_config import FileConfig, read_text, reject, require_names
 
 
 @dataclass
@@ -40,14 +40,7 @@ def read_records(path: Path, encoding: str) -> list[tuple[str, Any, str | None]]
     (records are located as ``PATH:record N``), anything else is JSONL (``PATH:LINE``). A JSONL line that
     is not valid JSON comes back with its problem; an unreadable JSON array raises :class:`DataError`.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: file not found. Check data.path (relative paths start at {Path.cwd()}).")
-    try:
-        text = path.read_text(encoding=encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid {encoding} text (byte {exc.start}); re-save the file "
-                        f"as UTF-8 or set data.encoding.") from None
-    text = text.removeprefix("\ufeff")
+    text = read_text(path, encoding)
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ftframe.api import DataFormat, Example, LoadedData, Rejected
 from ftframe.config.errors import did_you_mean
 from ftframe.errors import DataError
-from ftframe_formats.file_config import FileConfig, reject
+from ftframe_formats.file_config import FileConfig, read_text, reject
 
 
 @dataclass
@@ -35,14 +35,8 @@ class CsvLabels(DataFormat):
     def load(self) -> LoadedData:
         c = self.config
         path = Path(c.path)
-        if not path.is_file():
-            raise DataError(f"{path}: file not found. Check data.path (relative paths start at {Path.cwd()}).")
         delimiter = c.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-        try:
-            text = path.read_text(encoding=c.encoding)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not valid {c.encoding} text (byte {exc.start}); re-save it as UTF-8 or set "
-                            f"data.encoding.") from None
+        text = read_text(path, c.encoding)
         reader = csv.reader(text.splitlines(), delimiter=delimiter)
         header = next(reader, None)
         if not header:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
@@ -39,9 +40,27 @@ def require_names(config: object, fields: tuple[str, ...]) -> None:
             raise ConfigError(f"data.{key}: must be a non-empty string, got {value!r}.")
 
 
-def reject(config: FileConfig, where: str, why: str, raw: Any, rejected: list[Rejected]) -> None:
-    """Raise a :class:`DataError` for a bad row, or (``on_error=skip``) keep it with its reason."""
+def reject(config: FileConfig, where: str, why: str, raw: Any, rejected: list[Rejected],
+           kind: str = "invalid") -> None:
+    """Raise a :class:`DataError` for a bad row, or (``on_error=skip``) keep it with its reason and error
+    type ``kind`` (counted by the preflight report). Unsupported data (``kto_unsupported``) always raises:
+    skipping every row would not make the file usable."""
+    if kind == "kto_unsupported":
+        raise DataError(f"{where}: {why}.")
     if config.on_error != "skip":
         raise DataError(f"{where}: {why}. Fix it, or set data.on_error=skip to reject bad rows "
                         f"(they are written to rejected.jsonl with their reasons).")
-    rejected.append(Rejected(where, why, raw))
+    rejected.append(Rejected(where, why, raw, kind))
+
+
+def read_text(path: Path, encoding: str) -> str:
+    """The whole file as text (BOM removed); a clear :class:`DataError` when missing or not decodable."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found. Check data.path (relative paths start at {Path.cwd()}).")
+    try:
+        return path.read_text(encoding=encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid {encoding} text (byte {exc.start}: "
+                        f"{exc.object[exc.start:exc.start + 1]!r}); re-save the file as UTF-8 or set "
+                        f"data.encoding (e.g. data.encoding=latin-1).") from None

@@ -91,8 +91,11 @@ def _tool_calls(value: str, first: int) -> list[dict[str, Any]] | None:
     return out
 
 
-def convert(record: Any, cfg: ShareGPTConfig) -> tuple[Example | None, str | None]:
-    """The canonical example (without ``source``) for one ShareGPT record, or why it cannot be converted."""
+def convert(record: Any, cfg: ShareGPTConfig, *, require_reply: bool = True) -> tuple[Example | None, str | None]:
+    """The canonical example (without ``source``) for one ShareGPT record, or why it cannot be converted.
+
+    ``require_reply=False`` accepts a conversation without an assistant turn (a preference pair's prompt).
+    """
     if not isinstance(record, dict):
         return None, f"expected a JSON object, got {type(record).__name__}"
     turns = record.get(cfg.messages_key)
@@ -140,7 +143,7 @@ def convert(record: Any, cfg: ShareGPTConfig) -> tuple[Example | None, str | Non
             return None, f"{at}: empty assistant reply"
         messages.append(message)
         previous = tag
-    if not any(m["role"] == "assistant" for m in messages):
+    if require_reply and not any(m["role"] == "assistant" for m in messages):
         return None, f"no '{cfg.assistant_tag}' or '{cfg.function_tag}' turn (nothing to learn from)"
     return Example(messages=messages, tools=tools), None
 
