@@ -23,6 +23,7 @@ from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
 from ftframe.config.validate import validate
 from ftframe.engine.data_source import data_format
 from ftframe.engine.evaluate import predict, score_predictions
+from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
 from ftframe.engine.splits import split_examples
 from ftframe.errors import DataError, PluginError
@@ -217,12 +218,7 @@ def _export(cfg: DictConfig, run_dir: Path, registry: Registry, con: Any, job: T
     ctx = ExportContext(run_dir=run_dir, trained=job.trained, config=resolved,
                         metrics=result.metrics, baseline_metrics=result.baseline_metrics, gate=result.gate,
                         data=data_summary, predictions=predictions, manifest=manifest)
-    for name, opts in cfg.exporters.items():
-        exporter = registry.create("exporter", name, opts)
-        res = exporter.export(ctx)  # type: ignore[attr-defined]
-        result.exports[name] = {"paths": res.paths, "verified": res.verified, **res.details}
-        con.print(f"[green]✓[/] {name}: {', '.join(res.paths)}"
-                  + ("" if res.verified is None else f" (verified: {res.verified})"))
+    run_exporters(ctx, cfg.exporters, registry, con, result.exports)
 
 
 def _summary(con: Any, cfg: DictConfig, result: RunResult) -> None:
