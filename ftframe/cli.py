@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -40,6 +41,40 @@ def _precheck(argv: list[str], registry: Registry) -> None:
     validate(compose(overrides, registry=registry), registry)
 
 
+def _sweep_job(cfg: DictConfig, hc: Any, pm: Any) -> float | None:
+    """One cell of a multirun: skip it when already finished; record a failure and let the sweep go on.
+
+    Returns the task's primary metric (what the Optuna sweeper optimises), None for a failed cell.
+    The exit status of the whole sweep comes from the report callback (``ftframe.report.SweepReport``),
+    which reads every cell's manifest — the same way for in-process, joblib and SLURM jobs.
+    """
+    from ftframe.engine.run import run
+    from ftframe.manifest import now
+    from ftframe.sweep import find_finished, record_failure, resolved_config
+
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    try:
+        done = find_finished(hc.sweep.dir, overrides, resolved_config(cfg))
+    except Exception:  # noqa: BLE001 — an unresolvable config fails below, in run(), where it is recorded
+        done = None
+    if done is not None:
+        print(f"skipping {' '.join(overrides) or 'cell'}: already {done.status} in {done.run_dir}")
+        return done.primary_value
+    (run_dir / "manifest.json").unlink(missing_ok=True)  # an earlier attempt's; this one writes its own
+    started = now()
+    try:
+        result = run(cfg, run_dir, pm=pm)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 — any error fails this cell only; it is recorded
+        print(f"error: cell {' '.join(overrides)} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        record_failure(run_dir, cfg, exc, started)
+        return None
+    value = result.metrics.get("values", {}).get(str(cfg.task.primary_metric))
+    return float(value) if isinstance(value, int | float) else None
+
+
 def main() -> None:
     from ftframe.quiet import quiet_third_party
 
@@ -58,14 +93,14 @@ def main() -> None:
         from ftframe.engine.run import run
 
         hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return _sweep_job(cfg, hc, pm)
         try:
             result = run(cfg, Path(hc.runtime.output_dir), pm=pm)
         except FtframeError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            if hc.mode == RunMode.RUN:
-                raise SystemExit(exc.exit_code) from None
-            raise
-        if hc.mode == RunMode.RUN and not result.ok:
+            raise SystemExit(exc.exit_code) from None
+        if not result.ok:
             raise SystemExit(1)
         values = result.metrics.get("values", {})
         return values.get(str(cfg.task.primary_metric))

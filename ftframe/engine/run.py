@@ -28,7 +28,7 @@ from ftframe.engine.job import TrainJob
 from ftframe.engine.splits import split_examples
 from ftframe.errors import DataError, PluginError
 from ftframe.io import write_json, write_jsonl, write_text
-from ftframe.manifest import file_hashes, new_manifest, now
+from ftframe.manifest import file_hashes, model_file_hashes, new_manifest, now
 from ftframe.plugins import Registry, call_hook, get_plugin_manager
 
 
@@ -75,13 +75,13 @@ def run(cfg: DictConfig, run_dir: str | Path, *, pm: Any = None) -> RunResult:
     validate(cfg, registry)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.get("threads"):  # before the manifest, which records the thread count (it can change the numbers)
+        torch.set_num_threads(int(cfg.threads))
     manifest = new_manifest(resolved, int(cfg.seed))
     write_json(run_dir / "manifest.json", manifest)
     result = RunResult(status="failed", run_dir=run_dir)
     job: TrainJob | None = None
     started = time.perf_counter()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
     # Seeds python, numpy and torch before any model exists: adapter initialisation draws from them.
     seed_everything(int(cfg.seed), workers=True, verbose=False)
     try:
@@ -165,6 +165,8 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     ui.stage(con, f"3/6 train ({cfg.backend.name})")
     trained = backend.train(job)  # type: ignore[attr-defined]
     result.metrics["train"] = trained.info
+    if job._model is not None:  # the local base model's files are inputs too (provider backends load none)
+        manifest["inputs"] = {**manifest["inputs"], **model_file_hashes(job._model.path)}
     if trained.info.get("truncated"):
         con.print(f"[yellow]{trained.info['truncated']} training examples were longer than backend.max_length "
                   f"and were cut[/] (raise backend.max_length to keep them whole)")
