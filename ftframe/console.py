@@ -28,6 +28,16 @@ def progress_bar(console: Console, description: str, total: int) -> Iterator[Cal
         yield lambda n: prog.advance(task, n)
 
 
+@contextmanager
+def live_progress(console: Console, description: str) -> Iterator[Callable[..., None]]:
+    """A progress bar for work whose size is learnt on the way (e.g. a provider's training job); yields
+    ``update(description=..., completed=..., total=...)``. Print through ``console`` meanwhile."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as prog:
+        task = prog.add_task(description, total=None)
+        yield lambda **fields: prog.update(task, **fields)
+
+
 def fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("—" if value is None else str(value))
 
