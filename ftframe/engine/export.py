@@ -82,7 +82,7 @@ def parse_exporter_overrides(overrides: Sequence[str], configured: Any) -> dict[
     for name in names:
         base = (configured or {}).get(name) or {}
         extra = options.get(name)
-        merged = OmegaConf.merge(OmegaConf.create(OmegaConf.to_container(base) if base else {}), extra or {})
+        merged = OmegaConf.merge(OmegaConf.create(base), extra or {})
         out[str(name)] = OmegaConf.to_container(merged)
     return out
 

@@ -1,0 +1,45 @@
+"""``ftframe serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--token TOKEN]``: an OpenAI-compatible server.
+
+Serves ``/v1/chat/completions`` (streaming and not) and ``/v1/models`` for a finished run's model (see
+:mod:`ftframe.serving`). Binds to loopback unless told otherwise; with a token (``--token`` or
+``FTFRAME_SERVE_TOKEN``) every request needs ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+TOKEN_ENV = "FTFRAME_SERVE_TOKEN"
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ftframe.engine.saved_run import load_saved_run
+    from ftframe.serving import ModelServer, create_app
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    saved = load_saved_run(args.run_dir)
+    model_id = args.model_id or str(saved.config.task.name)
+    app = create_app(ModelServer(saved.model, saved.tokenizer, model_id), token=token)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(f"warning: serving on {args.host} without a token: anyone who can reach it can use the model "
+              f"(set --token or {TOKEN_ENV}).", file=sys.stderr)
+    print(f"serving '{model_id}' from {saved.run_dir} at http://{args.host}:{args.port}/v1"
+          + (" (bearer token required)" if token else ""), file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve a finished run's model with an OpenAI-compatible API")
+    p.add_argument("run_dir", help="the folder a job wrote (holds config.yaml and manifest.json)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}, else none)")
+    p.add_argument("--model-id", help="the model name clients send (default: the run's task name)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
