@@ -9,7 +9,7 @@ kind           verb                                        returns
 DataFormat     ``load()``                                  :class:`LoadedData`
 ModelSource    ``load(dtype=...)``                         :class:`LoadedModel`
 Backend        ``baseline(job)`` / ``train(job)``          :class:`Predictor` / :class:`TrainedModel`
-Metric         ``compute(predictions, task)``              :class:`MetricResult`
+Metric         ``compute(predictions, task[, context])``   :class:`MetricResult`
 Judge          ``judge(prompt, a, b)``                     :class:`Verdict`
 Exporter       ``export(ctx)``                             :class:`ExportResult`
 =============  ==========================================  =====================================
@@ -119,13 +119,25 @@ class Prediction:
     source: str = ""
     scores: dict[str, float] | None = None
     """Per-candidate log-likelihoods when the prediction came from label scoring."""
+    reference_loglik: float | None = None
+    """Log-likelihood of the gold answer under the model (filled when a metric ``needs`` it)."""
+    reference_tokens: int | None = None
+    """How many tokens the gold answer has (the denominator of perplexity)."""
 
     def to_record(self) -> dict[str, Any]:
         rec = {"index": self.index, "source": self.source, "input": self.prompt, "gold": self.gold,
                "predicted": self.predicted}
         if self.scores is not None:
             rec["scores"] = self.scores
+        if self.reference_loglik is not None:
+            rec["reference_loglik"], rec["reference_tokens"] = self.reference_loglik, self.reference_tokens
         return rec
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Prediction:
+        """The inverse of :meth:`to_record` (e.g. another run's ``predictions.jsonl``)."""
+        return cls(int(rec["index"]), rec["input"], rec.get("gold"), rec["predicted"], rec.get("source", ""),
+                   rec.get("scores"), rec.get("reference_loglik"), rec.get("reference_tokens"))
 
 
 @runtime_checkable
@@ -148,6 +160,19 @@ class Predictor(Protocol):
         ...
 
 
+@runtime_checkable
+class ReplyScorer(Protocol):
+    """A predictor that can also say how likely a given reply is (perplexity, log-likelihood judges).
+
+    Kept apart from :class:`Predictor` so endpoints without log-probabilities remain predictors.
+    """
+
+    def loglik(self, prompts: Sequence[list[Message]], replies: Sequence[str], *,
+               progress: Callable[[int], None] | None = None) -> list[tuple[float, int]]:
+        """``(sum of token log-probabilities, number of tokens)`` of each reply to its own prompt."""
+        ...
+
+
 # ------------------------------------------------------------------------------------------ metrics
 @dataclass
 class TaskInfo:
@@ -164,6 +189,20 @@ class MetricResult:
 
     values: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricContext:
+    """What the engine offers a metric whose ``compute`` accepts a ``context`` argument (opt-in)."""
+
+    run_dir: Path | None = None
+    """Where the metric may write artifacts (plots, audit files); ``None`` during in-loop validation."""
+    prefix: str = ""
+    """File-name prefix of this evaluation (``""``, ``baseline_``, ``golden_``...)."""
+    baseline: Sequence[Prediction] | None = None
+    """The untuned model's predictions on the same examples, when this run made them."""
+    registry: Any = None
+    """The plugin registry (``registry.create("judge", name, options)``)."""
 
 
 @dataclass
@@ -253,19 +292,50 @@ class Backend(Plugin):
 
 
 class Metric(Plugin):
-    """Scores predictions. ``higher_is_better`` tells gates and checkpoint selection which way is up."""
+    """Scores predictions. ``higher_is_better`` tells gates and checkpoint selection which way is up.
+
+    ``compute`` may take a third argument, ``context`` (a :class:`MetricContext`); the engine passes it
+    only to metrics that accept it.
+    """
 
     higher_is_better: ClassVar[bool] = True
+    needs: ClassVar[frozenset[str]] = frozenset()
+    """Extra inputs to compute before scoring: ``reference_loglik`` (the gold answer's log-likelihood,
+    needs a :class:`ReplyScorer` predictor)."""
+    in_loop: ClassVar[bool] = True
+    """Whether it also scores the validation split every epoch (false for costly or comparative ones)."""
 
     def compute(self, predictions: Sequence[Prediction], task: TaskInfo) -> MetricResult:
         raise NotImplementedError
 
 
 class Judge(Plugin):
-    """Decides which of two answers to one prompt is better."""
+    """Decides which of two answers to one prompt is better.
+
+    A judge that cannot decide a pair (e.g. a labels file without it) raises
+    :class:`ftframe.errors.NoVerdict`; the caller counts such pairs as unjudged.
+    """
+
+    def prepare(self, registry: Any) -> None:
+        """Load what the judge needs (e.g. a model through a model source) before the first verdict."""
 
     def judge(self, prompt: list[Message], a: str, b: str) -> Verdict:
         raise NotImplementedError
+
+    def judge_batch(self, items: Sequence[tuple[list[Message], str, str]]) -> list[Verdict | None]:
+        """Verdicts for many ``(prompt, a, b)``; ``None`` where :class:`NoVerdict` was raised.
+
+        Judges with a batched model override this; the default asks :meth:`judge` one pair at a time.
+        """
+        from ftframe.errors import NoVerdict
+
+        out: list[Verdict | None] = []
+        for prompt, a, b in items:
+            try:
+                out.append(self.judge(prompt, a, b))
+            except NoVerdict:
+                out.append(None)
+        return out
 
 
 class Exporter(Plugin):

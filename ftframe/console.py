@@ -63,6 +63,9 @@ def metrics_table(title: str, tuned: dict[str, float], baseline: dict[str, float
             b = baseline.get(name)
             row += [f"{value - b:+.4f}" if isinstance(b, float) and isinstance(value, float) else "—"]
         chk = checks.get(name)
-        row += [("[green]≥ " if chk["passed"] else "[red]< ") + fmt(chk["min"]) if chk else ""]
+        if chk and "max" in chk:
+            row += [("[green]≤ " if chk["passed"] else "[red]> ") + fmt(chk["max"])]
+        else:
+            row += [("[green]≥ " if chk["passed"] else "[red]< ") + fmt(chk["min"]) if chk else ""]
         table.add_row(*row)
     return table

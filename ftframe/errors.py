@@ -31,3 +31,7 @@ class GateFailed(FtframeError):
     """The tuned model fell below a threshold of the task's gate."""
 
     exit_code = 1
+
+
+class NoVerdict(DataError):
+    """A judge has no verdict for a pair (e.g. a human-labels file that does not contain it)."""

@@ -47,6 +47,9 @@ class EvalConfig:
     batch_size: int = 16
     limit: int | None = None
     """Evaluate on at most this many test examples (quick checks)."""
+    golden: str | None = None
+    """A held-out file (read with the ``data`` format) evaluated besides the test split, or instead of it
+    with ``split.test=0``; the gate then checks the golden set's values."""
 
 
 @dataclass
@@ -75,7 +78,9 @@ class RunSchema:
     split: SplitConfig = field(default_factory=SplitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: dict[str, float] = field(default_factory=dict)
-    """Minimum value per metric (e.g. ``macro_f1: 0.6``); below it the run fails and nothing is exported."""
+    """Threshold per metric (e.g. ``macro_f1: 0.6``): a minimum, or a maximum for metrics where lower is
+    better (perplexity). Checked on the golden set when ``eval.golden`` is set, else on the test split;
+    a run that misses one is marked ``gate_failed``, exports nothing and exits non-zero."""
     seed: int = 0
     threads: int | None = None
     """torch intra-op threads; default: all cores."""

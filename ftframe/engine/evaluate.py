@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from ftframe.api import Example, Metric, Prediction, Predictor, TaskInfo
+from ftframe.api import Example, Metric, MetricContext, Prediction, Predictor, ReplyScorer, TaskInfo
+from ftframe.errors import ConfigError
+from ftframe.io import write_jsonl
 
 MODES = ("generate", "score", "both")
 
@@ -32,14 +37,74 @@ def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *
             for i, (ex, ans, sc) in enumerate(zip(examples, answers, scores))]
 
 
+def attach_reference_loglik(predictor: Predictor, predictions: Sequence[Prediction],
+                             progress: Callable[[int], None] | None = None) -> None:
+    """Fill ``reference_loglik``/``reference_tokens`` of each prediction with a gold answer."""
+    if not isinstance(predictor, ReplyScorer):
+        raise ConfigError(f"The predictor {predictor.name!r} cannot score a given reply (no loglik()), so "
+                          f"perplexity cannot be computed; remove it from metrics.")
+    todo = [p for p in predictions if p.gold]
+    for p, (ll, n) in zip(todo, predictor.loglik([p.prompt for p in todo], [p.gold for p in todo],  # type: ignore[misc]
+                                                 progress=progress)):
+        p.reference_loglik, p.reference_tokens = ll, n
+
+
+def _accepts_context(metric: Metric) -> bool:
+    return "context" in inspect.signature(metric.compute).parameters
+
+
 def score_predictions(predictions: Sequence[Prediction], metrics: Mapping[str, Metric],
-                      task: TaskInfo) -> dict[str, Any]:
-    """``{"values": {name: float}, "details": {metric: {...}}}`` from every metric."""
+                      task: TaskInfo, context: MetricContext | None = None) -> dict[str, Any]:
+    """``{"values": {name: float}, "details": {metric: {...}}}`` from every metric.
+
+    ``context`` reaches the metrics whose ``compute`` takes a ``context`` argument.
+    """
     values: dict[str, float] = {}
     details: dict[str, Any] = {}
     for name, metric in metrics.items():
-        res = metric.compute(predictions, task)
+        if _accepts_context(metric):
+            res = metric.compute(predictions, task, context=context or MetricContext())  # type: ignore[call-arg]
+        else:
+            res = metric.compute(predictions, task)
         values.update(res.values)
         if res.details:
             details[name] = res.details
     return {"values": values, "details": details}
+
+
+def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, metrics: Mapping[str, Metric],
+             *, mode: str, max_new_tokens: int, run_dir: Path, prefix: str = "", registry: Any = None,
+             baseline: Sequence[Prediction] | None = None,
+             progress: Callable[[str, int], Any] | None = None) -> tuple[dict[str, Any], list[Prediction]]:
+    """Predict ``examples`` in ``mode`` (``both``: generate, then score), score, write predictions.
+
+    ``progress(description, total)`` is a context manager yielding ``advance(n)`` (a progress bar).
+    Returns the headline mode's scores (the other mode's under its name) and its predictions.
+    """
+    from contextlib import nullcontext
+
+    modes = ["generate", "score"] if mode == "both" else [mode]
+    bar = progress or (lambda description, total: nullcontext(None))
+    out: dict[str, Any] = {}
+    headline: list[Prediction] = []
+    for m in modes:
+        label = f"{prefix or 'tuned '}{m}".replace("_", " ")
+        with bar(label, len(examples)) as advance:
+            t0 = time.perf_counter()
+            preds = predict(predictor, examples, task, mode=m, max_new_tokens=max_new_tokens, progress=advance)
+            seconds = time.perf_counter() - t0
+        if any("reference_loglik" in metric.needs for metric in metrics.values()):
+            with bar(f"{label} (reference log-likelihood)", sum(1 for p in preds if p.gold)) as advance:
+                attach_reference_loglik(predictor, preds, progress=advance)
+        ctx = MetricContext(run_dir=run_dir, prefix=prefix + ("" if m == modes[0] else f"{m}_"),
+                            baseline=baseline, registry=registry)
+        scored = score_predictions(preds, metrics, task, ctx)
+        scored["mode"], scored["seconds"] = m, round(seconds, 2)
+        suffix = "" if m == modes[0] else f"_{m}"
+        write_jsonl(run_dir / f"{prefix}predictions{suffix}.jsonl", [p.to_record() for p in preds])
+        if m == modes[0]:
+            out.update(scored)
+            headline = preds
+        else:
+            out[m] = scored
+    return out, headline

@@ -62,7 +62,8 @@ class TrainJob:
         def score(model: Any) -> dict[str, float]:
             predictor = LocalPredictor(model, tokenizer, batch_size=self.eval_config.batch_size)
             preds = predict(predictor, self.val, self.task, mode=mode, max_new_tokens=self.eval_config.max_new_tokens)
-            values = score_predictions(preds, self.metrics, self.task)["values"]
+            in_loop = {name: m for name, m in self.metrics.items() if m.in_loop}
+            values = score_predictions(preds, in_loop, self.task)["values"]
             return {f"val/{k}": float(v) for k, v in values.items()}
 
         return score

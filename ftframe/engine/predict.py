@@ -40,7 +40,8 @@ class LocalPredictor:
     Prompts are sorted by length and batched (left padding for generation, explicit position ids so a
     padded row sees the same positions as an unpadded one). ``score`` runs each prompt once, keeps its
     KV cache, and scores every candidate continuation against it: exact log-likelihoods at the cost of
-    one prompt pass plus a few tokens per candidate.
+    one prompt pass plus a few tokens per candidate. ``loglik`` does the same for one reply per prompt
+    (the gold answer for perplexity; the two answers for a log-likelihood judge).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 16):
@@ -98,16 +99,16 @@ class LocalPredictor:
 
     # ----------------------------------------------------------------------------------- score
     def _candidate_ids(self, prompts: Sequence[list[Message]], prompt_ids: list[list[int]],
-                       candidates: Sequence[str]) -> list[list[list[int]]]:
+                       candidates: Sequence[Sequence[str]]) -> list[list[list[int]]]:
         """``[prompt][candidate] -> token ids`` of the reply exactly as training tokenises it."""
         texts = [render(self.tokenizer, list(p) + [{"role": "assistant", "content": c}]).rstrip()
-                 for p in prompts for c in candidates]
-        full = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+                 for p, cands in zip(prompts, candidates) for c in cands]
+        full = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"])
         out: list[list[list[int]]] = []
-        for i, p_ids in enumerate(prompt_ids):
+        for p_ids, cands in zip(prompt_ids, candidates):
             row = []
-            for j in range(len(candidates)):
-                ids = full[i * len(candidates) + j]
+            for _ in cands:
+                ids = next(full)
                 if ids[: len(p_ids)] != p_ids:
                     raise DataError("The tokenizer does not tokenise the prompt as a prefix of the full "
                                     "conversation, so label scoring would be inexact; use eval.mode=generate.")
@@ -116,25 +117,39 @@ class LocalPredictor:
         return out
 
     @torch.no_grad()
-    def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,
-              progress: Callable[[int], None] | None = None) -> list[list[float]]:
+    def _loglik_table(self, prompts: Sequence[list[Message]], candidates: Sequence[Sequence[str]],
+                      progress: Callable[[int], None] | None) -> list[list[tuple[float, int]]]:
+        """``[prompt][candidate] -> (log-likelihood, tokens)``; every prompt has as many candidates."""
         prompt_ids = self._encode_prompts(prompts)
         cand_ids = self._candidate_ids(prompts, prompt_ids, candidates)
+        n_cand = len(candidates[0]) if candidates else 0
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-        result: list[list[float]] = [[0.0] * len(candidates) for _ in prompts]
+        result: list[list[tuple[float, int]]] = [[(0.0, 0)] * n_cand for _ in prompts]
         was_training = self.model.training
         self.model.eval()
         try:
             for batch in _batches(order, self.batch_size):
-                self._score_batch(batch, prompt_ids, cand_ids, len(candidates), result)
+                self._score_batch(batch, prompt_ids, cand_ids, n_cand, result)
                 if progress:
                     progress(len(batch))
         finally:
             self.model.train(was_training)
         return result
 
+    def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,
+              progress: Callable[[int], None] | None = None) -> list[list[float]]:
+        table = self._loglik_table(prompts, [list(candidates)] * len(prompts), progress)
+        return [[ll for ll, _ in row] for row in table]
+
+    def loglik(self, prompts: Sequence[list[Message]], replies: Sequence[str], *,
+               progress: Callable[[int], None] | None = None) -> list[tuple[float, int]]:
+        """``(log-likelihood, tokens)`` of each reply to its prompt (a :class:`ftframe.api.ReplyScorer`)."""
+        if len(prompts) != len(replies):
+            raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies")
+        return [row[0] for row in self._loglik_table(prompts, [[r] for r in replies], progress)]
+
     def _score_batch(self, batch: list[int], prompt_ids: list[list[int]], cand_ids: list[list[list[int]]],
-                     n_cand: int, result: list[list[float]]) -> None:
+                     n_cand: int, result: list[list[tuple[float, int]]]) -> None:
         from transformers import DynamicCache
 
         ids, mask, pos = self._left_pad([prompt_ids[i] for i in batch])
@@ -146,6 +161,9 @@ class LocalPredictor:
         next_pos = pos[:, -1:] + 1
         for c in range(n_cand):
             rows = [cand_ids[i][c] for i in batch]
+            if any(not row for row in rows):
+                raise DataError("A reply to score tokenises to nothing (an empty answer?); it has no "
+                                "log-likelihood.")
             n = max(len(r) for r in rows)
             tok = torch.zeros((len(rows), n), dtype=torch.long)
             valid = torch.zeros((len(rows), n), dtype=torch.bool)
@@ -164,4 +182,4 @@ class LocalPredictor:
                 total = total + (step * valid[:, 1:]).sum(1)
                 cache.crop(-n)  # back to the prompt for the next candidate
             for r, i in enumerate(batch):
-                result[i][c] = float(total[r])
+                result[i][c] = (float(total[r]), len(rows[r]))

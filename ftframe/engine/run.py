@@ -22,7 +22,7 @@ from ftframe import console as ui
 from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
 from ftframe.config.validate import validate
 from ftframe.engine.data_source import data_format
-from ftframe.engine.evaluate import predict, score_predictions
+from ftframe.engine.evaluate import evaluate
 from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
 from ftframe.engine.splits import split_examples
@@ -48,14 +48,29 @@ class RunResult:
         return self.status == "succeeded"
 
 
-def apply_gate(gate: dict[str, float], values: dict[str, float]) -> dict[str, Any]:
-    """``{"passed": bool, "checks": {metric: {"min", "value", "passed"}}}``; a missing metric fails."""
+def apply_gate(gate: dict[str, float], values: dict[str, float],
+               lower_is_better: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``{"passed": bool, "checks": {metric: {"min"|"max", "value", "passed"}}}``; a missing metric fails.
+
+    A threshold is a minimum, or a maximum for the metrics in ``lower_is_better`` (e.g. perplexity).
+    """
     checks = {}
-    for name, minimum in gate.items():
+    for name, bound in gate.items():
         value = values.get(name)
-        checks[name] = {"min": float(minimum), "value": value,
-                        "passed": value is not None and value >= float(minimum)}
+        if name in lower_is_better:
+            checks[name] = {"max": float(bound), "value": value,
+                            "passed": value is not None and value <= float(bound)}
+        else:
+            checks[name] = {"min": float(bound), "value": value,
+                            "passed": value is not None and value >= float(bound)}
     return {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
+
+
+def gate_line(name: str, check: dict[str, Any]) -> str:
+    """``pass macro_f1 = 0.7312 (min 0.6)`` for the console."""
+    mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+    bound = f"min {check['min']}" if "min" in check else f"max {check['max']}"
+    return f"{mark} {name} = {ui.fmt(check['value'])} ({bound})"
 
 
 def _task_info(cfg: DictConfig, train: list[Example]) -> TaskInfo:
@@ -138,9 +153,10 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
                     "examples": len(loaded.examples),
                     "rejected": len(loaded.rejected), "splits": {k: len(v) for k, v in splits.items()},
                     "labels": task.labels, "files": manifest["inputs"]}
-    if not splits["train"] or not splits["test"]:
+    golden = _load_golden(cfg, registry, pm, manifest, con) if cfg.eval.golden else []
+    if not splits["train"] or not (splits["test"] or golden):
         raise DataError(f"Too few examples ({len(loaded.examples)}) for a train and a test split; "
-                        f"add data or change split.*.")
+                        f"add data or change split.* (or evaluate on a golden set: eval.golden).")
     con.print(f"{len(loaded.examples)} examples from {cfg.data.get('path')} → "
               + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
               + (f"; {len(task.labels)} labels" if task.labels else ""))
@@ -157,10 +173,20 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     test = splits["test"][: cfg.eval.limit] if cfg.eval.limit else splits["test"]
 
     # ------------------------------------------------------------------ baseline
+    base_preds: dict[str, list[Prediction]] = {}
     if cfg.eval.baseline:
         ui.stage(con, "2/6 baseline evaluation (untuned model)")
         base = backend.baseline(job)  # type: ignore[attr-defined]
-        result.baseline_metrics, _ = _evaluate(con, cfg, base, test, task, metrics, run_dir, "baseline_")
+        if test:
+            result.baseline_metrics, base_preds["test"] = _evaluate(con, cfg, base, test, task, metrics, run_dir,
+                                                                    "baseline_", registry)
+        if golden:
+            base_golden, base_preds["golden"] = _evaluate(con, cfg, base, golden, task, metrics, run_dir,
+                                                          "baseline_golden_", registry)
+            if result.baseline_metrics is None:
+                result.baseline_metrics = base_golden
+            else:
+                result.baseline_metrics["golden"] = base_golden
     # ------------------------------------------------------------------ train
     ui.stage(con, f"3/6 train ({cfg.backend.name})")
     trained = backend.train(job)  # type: ignore[attr-defined]
@@ -172,45 +198,59 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
                   f"and were cut[/] (raise backend.max_length to keep them whole)")
     # ------------------------------------------------------------------ evaluate
     ui.stage(con, "4/6 evaluate tuned model")
-    tuned, predictions = _evaluate(con, cfg, trained.predictor, test, task, metrics, run_dir, "")
+    tuned: dict[str, Any] = {}
+    predictions: list[Prediction] = []
+    if test:
+        tuned, predictions = _evaluate(con, cfg, trained.predictor, test, task, metrics, run_dir, "", registry,
+                                       base_preds.get("test"))
+    gated = tuned
+    if golden:
+        gated, golden_preds = _evaluate(con, cfg, trained.predictor, golden, task, metrics, run_dir, "golden_",
+                                        registry, base_preds.get("golden"))
+        if not test:  # the golden set instead of a test split: it is the headline
+            tuned, predictions = dict(gated), golden_preds
+        tuned["golden"] = gated
+        data_summary["golden"] = {"path": str(cfg.eval.golden), "examples": len(golden)}
     result.metrics.update(tuned)
     result.metrics["trained_model"] = {"kind": trained.kind, "remote_id": trained.remote_id}
     write_json(run_dir / "metrics.json", {"test": tuned, "baseline": result.baseline_metrics,
                                           "train": trained.info, "data": data_summary})
     # ------------------------------------------------------------------ gate
-    ui.stage(con, "5/6 gate")
-    result.gate = apply_gate(dict(cfg.gate), tuned["values"])
+    ui.stage(con, "5/6 gate" + (" (golden set)" if golden else ""))
+    lower = {n for n, m in metrics.items() if not m.higher_is_better}
+    result.gate = apply_gate(dict(cfg.gate), gated["values"], lower)
+    result.gate["on"] = "golden" if golden else "test"
     for name, chk in result.gate["checks"].items():
-        mark = "[green]pass[/]" if chk["passed"] else "[red]FAIL[/]"
-        con.print(f"{mark} {name} = {ui.fmt(chk['value'])} (min {chk['min']})")
+        con.print(gate_line(name, chk))
     if not cfg.gate:
         con.print("no thresholds configured (gate passes)")
     job.trained = trained
     return job, data_summary, predictions
 
 
-def _evaluate(con: Any, cfg: DictConfig, predictor: Any, test: list[Example], task: TaskInfo,
-              metrics: dict[str, Metric], run_dir: Path, prefix: str) -> tuple[dict[str, Any], list[Prediction]]:
-    """Predict the test split in the configured mode(s), score it, write predictions; headline first."""
-    modes = ["generate", "score"] if cfg.eval.mode == "both" else [str(cfg.eval.mode)]
-    out: dict[str, Any] = {}
-    headline: list[Prediction] = []
-    for mode in modes:
-        with ui.progress_bar(con, f"{prefix or 'tuned '}{mode}".replace("_", " "), len(test)) as advance:
-            t0 = time.perf_counter()
-            preds = predict(predictor, test, task, mode=mode, max_new_tokens=cfg.eval.max_new_tokens,
-                            progress=advance)
-            seconds = time.perf_counter() - t0
-        scored = score_predictions(preds, metrics, task)
-        scored["mode"], scored["seconds"] = mode, round(seconds, 2)
-        suffix = "" if mode == modes[0] else f"_{mode}"
-        write_jsonl(run_dir / f"{prefix}predictions{suffix}.jsonl", [p.to_record() for p in preds])
-        if mode == modes[0]:
-            out.update(scored)
-            headline = preds
-        else:
-            out[mode] = scored
-    return out, headline
+def _evaluate(con: Any, cfg: DictConfig, predictor: Any, examples: list[Example], task: TaskInfo,
+              metrics: dict[str, Metric], run_dir: Path, prefix: str, registry: Registry,
+              baseline: list[Prediction] | None = None) -> tuple[dict[str, Any], list[Prediction]]:
+    return evaluate(predictor, examples, task, metrics, mode=str(cfg.eval.mode),
+                    max_new_tokens=int(cfg.eval.max_new_tokens), run_dir=run_dir, prefix=prefix,
+                    registry=registry, baseline=baseline,
+                    progress=lambda label, total: ui.progress_bar(con, label, total))
+
+
+def _load_golden(cfg: DictConfig, registry: Registry, pm: Any, manifest: dict[str, Any], con: Any) -> list[Example]:
+    """The golden set: ``eval.golden`` read with the run's data format (``data=auto``: detected)."""
+    spec = OmegaConf.merge(cfg.data, {"path": str(cfg.eval.golden)})
+    fmt, _ = data_format(spec, registry, pm)
+    loaded = fmt.load()
+    manifest.setdefault("inputs", {}).update(file_hashes(loaded.files))
+    if loaded.rejected:
+        raise DataError(f"eval.golden: {len(loaded.rejected)} rows of {cfg.eval.golden} were rejected (first: "
+                        f"{loaded.rejected[0].source}: {loaded.rejected[0].reason}); a golden set must be clean.")
+    if not loaded.examples:
+        raise DataError(f"eval.golden: {cfg.eval.golden} has no examples.")
+    golden = loaded.examples[: cfg.eval.limit] if cfg.eval.limit else loaded.examples
+    con.print(f"golden set: {len(golden)} examples from {cfg.eval.golden}")
+    return golden
 
 
 def _export(cfg: DictConfig, run_dir: Path, registry: Registry, con: Any, job: TrainJob, result: RunResult,
@@ -227,7 +267,14 @@ def _summary(con: Any, cfg: DictConfig, result: RunResult) -> None:
     tuned = result.metrics.get("values", {})
     base = (result.baseline_metrics or {}).get("values") if result.baseline_metrics else None
     con.print()
-    con.print(ui.metrics_table(f"{cfg.task.name}: test metrics", tuned, base, result.gate))
+    golden = result.metrics.get("golden")
+    separate = golden is not None and golden.get("values") is not tuned  # golden besides a test split
+    title = "golden-set" if golden is not None and not separate else "test"
+    con.print(ui.metrics_table(f"{cfg.task.name}: {title} metrics", tuned, base, None if separate else result.gate))
+    if separate:
+        base_golden = (result.baseline_metrics or {}).get("golden", {}).get("values")
+        con.print(ui.metrics_table(f"{cfg.task.name}: golden-set metrics", golden["values"], base_golden,
+                                   result.gate))
     for name, details in result.metrics.get("details", {}).items():
         per_class = details.get("per_class") if isinstance(details, dict) else None
         if per_class and all("f1" in v for v in per_class.values()):

@@ -25,6 +25,10 @@ def _fmt(v: object) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
 
+def _bound(check: dict) -> str:
+    return f"≥ {_fmt(check['min'])}" if "min" in check else f"≤ {_fmt(check['max'])}"
+
+
 class ModelCardExporter(Exporter):
     """A model card in Markdown, written from the run's results (nothing in it is hand-edited)."""
 
@@ -52,15 +56,16 @@ class ModelCardExporter(Exporter):
                   f"({ctx.data.get('rejected')} rejected)",
                   f"- splits: {json.dumps(ctx.data.get('splits'))}", "- SHA-256 of inputs:"]
         lines += [f"  - `{p}`: `{h}`" for p, h in (ctx.data.get("files") or {}).items()]
-        lines += ["", "## Evaluation (test split)", "", "| metric | baseline | tuned | gate (min) | |",
+        lines += ["", "## Evaluation (test split)", "", "| metric | baseline | tuned | gate | |",
                   "|---|---|---|---|---|"]
         checks = ctx.gate.get("checks", {})
         for name, value in tuned.items():
             chk = checks.get(name)
             verdict = ("pass" if chk["passed"] else "FAIL") if chk else ""
-            lines.append(f"| {name} | {_fmt(base.get(name))} | {_fmt(value)} | {_fmt(chk['min']) if chk else ''} "
+            lines.append(f"| {name} | {_fmt(base.get(name))} | {_fmt(value)} | {_bound(chk) if chk else ''} "
                          f"| {verdict} |")
-        lines += ["", f"Gate: **{'passed' if ctx.gate.get('passed', True) else 'FAILED'}**; evaluation mode "
+        lines += ["", f"Gate: **{'passed' if ctx.gate.get('passed', True) else 'FAILED'}**"
+                  + (" (checked on the golden set)" if ctx.gate.get("on") == "golden" else "") + "; evaluation mode "
                   f"`{ctx.metrics.get('mode')}`.", ""]
         per_class = ctx.metrics.get("details", {}).get("macro_f1", {}).get("per_class")
         if per_class:

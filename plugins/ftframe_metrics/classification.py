@@ -1,7 +1,8 @@
-"""Label metrics with torchmetrics: macro-F1 (with per-class scores) and accuracy.
+"""Label metrics with torchmetrics: macro-F1 (with per-class scores and a confusion matrix) and accuracy.
 
 An answer outside the label set is not mapped to a label: it counts as wrong for its gold class, is
-counted under ``invalid``, and its examples are listed in the details.
+counted under ``invalid`` (its own column of the confusion matrix), and its examples are listed in the
+details.
 """
 
 from __future__ import annotations
@@ -10,10 +11,20 @@ from collections import Counter
 from collections.abc import Sequence
 
 import torch
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
-from ftframe.api import Metric, MetricResult, Prediction, TaskInfo
+from ftframe.api import Metric, MetricContext, MetricResult, Prediction, TaskInfo
 from ftframe.errors import ConfigError
+from ftframe_metrics.plots import confusion_matrix_png
+
+INVALID = "(invalid)"
+"""The confusion matrix's column for answers outside the label set."""
 
 
 def _encode(predictions: Sequence[Prediction], task: TaskInfo) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -43,7 +54,10 @@ class MacroF1(Metric):
 
     name = "macro_f1"
 
-    def compute(self, predictions: Sequence[Prediction], task: TaskInfo) -> MetricResult:
+    def compute(self, predictions: Sequence[Prediction], task: TaskInfo,
+                context: MetricContext | None = None) -> MetricResult:
+        if not predictions:
+            return MetricResult({"macro_f1": 0.0, "invalid_rate": 0.0}, {"n": 0})
         labels, preds, target = _encode(predictions, task)
         k = len(labels) + 1  # the last class collects answers outside the label set
         f1 = MulticlassF1Score(num_classes=k, average="none", zero_division=0)(preds, target)
@@ -56,9 +70,17 @@ class MacroF1(Metric):
                                  "f1": round(float(f1[i]), 4), "support": support.get(i, 0)}
                      for i in range(len(labels))}
         invalid = [p for p in predictions if p.predicted.strip() not in labels]
+        # rows: gold labels; columns: predicted labels, then answers outside the label set
+        matrix = MulticlassConfusionMatrix(num_classes=k)(preds, target)[: len(labels)].tolist()
         details = {"per_class": per_class, "invalid": len(invalid),
                    "invalid_examples": [{"source": p.source, "predicted": p.predicted, "gold": p.gold}
-                                        for p in invalid[:20]]}
+                                        for p in invalid[:20]],
+                   "confusion_matrix": {"rows": labels, "columns": [*labels, INVALID], "counts": matrix}}
+        if context is not None and context.run_dir is not None:
+            path = context.run_dir / f"{context.prefix}confusion_matrix.png"
+            confusion_matrix_png(path, labels, [*labels, INVALID], matrix,
+                                 title=f"{task.name}: confusion matrix ({len(predictions)} examples)")
+            details["confusion_matrix_png"] = str(path)
         return MetricResult({"macro_f1": macro, "invalid_rate": len(invalid) / max(len(predictions), 1)}, details)
 
 
@@ -68,6 +90,8 @@ class Accuracy(Metric):
     name = "accuracy"
 
     def compute(self, predictions: Sequence[Prediction], task: TaskInfo) -> MetricResult:
+        if not predictions:
+            return MetricResult({"accuracy": 0.0}, {"n": 0})
         labels, preds, target = _encode(predictions, task)
         acc = MulticlassAccuracy(num_classes=len(labels) + 1, average="micro")(preds, target)
         return MetricResult({"accuracy": float(acc)})
