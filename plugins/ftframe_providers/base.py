@@ -143,9 +143,10 @@ class ProviderBackend(Backend):
             con.print(f"re-using the {self.provider} job {job_id} recorded in {state.path} (nothing uploaded)")
         else:
             job_id, estimate = self._start(job, client, state, saved, con)
-        remote = Watcher(client, con, provider=self.provider, poll_seconds=self.config.poll_seconds,
-                         max_wait_seconds=None if self.config.max_wait_hours is None
-                         else self.config.max_wait_hours * 3600).watch(job_id)
+        watcher = Watcher(client, con, provider=self.provider, poll_seconds=self.config.poll_seconds,
+                          max_wait_seconds=None if self.config.max_wait_hours is None
+                          else self.config.max_wait_hours * 3600)
+        remote = watcher.watch(job_id)
         state.save(status=remote.status, fine_tuned_model=remote.model_id, trained_tokens=remote.trained_tokens)
         if remote.status != "succeeded" or not remote.model_id:
             why = remote.error or f"status {remote.raw_status}"
@@ -157,7 +158,7 @@ class ProviderBackend(Backend):
         info = {"backend": self.name, "provider": self.provider, "base_model": self.config.model,
                 "method": self.config.method, "job_id": job_id, "fine_tuned_model": remote.model_id,
                 "status": remote.status, "trained_tokens": remote.trained_tokens, "epochs_run": remote.epochs,
-                "steps": None, "train_seconds": (round(remote.finished_at - remote.created_at, 1)
+                "steps": watcher.last_metrics.get("step"), "train_seconds": (round(remote.finished_at - remote.created_at, 1)
                                                  if remote.finished_at and remote.created_at else None),
                 "tokens_per_second": None, "checkpoints": checkpoints, "cost_estimate": estimate}
         predictor = self.predictor(client, remote.model_id, f"{remote.model_id} ({self.provider})")

@@ -40,8 +40,12 @@ class ChatPredictor:
                 progress(1)
             return reply
 
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ftframe-chat") as pool:
-            return list(pool.map(one, prompts))
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ftframe-chat")
+        futures = [pool.submit(one, p) for p in prompts]
+        try:
+            return [f.result() for f in futures]
+        finally:  # after a failure (a bad key, say) the queued requests are dropped, not sent
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,
               progress: Callable[[int], None] | None = None) -> list[list[float]]:

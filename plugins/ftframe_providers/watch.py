@@ -35,10 +35,9 @@ class Watcher:
     """Polls ``client`` every ``poll_seconds``; returns the job once it succeeded, failed or was cancelled."""
 
     def __init__(self, client: ProviderClient, console: Console, *, provider: str, poll_seconds: float,
-                 max_wait_seconds: float | None, ask: Callable[[str, str], str] = ask_on_interrupt,
-                 sleep: Callable[[float], None] = time.sleep):
+                 max_wait_seconds: float | None, ask: Callable[[str, str], str] | None = None):
         self.client, self.console, self.provider = client, console, provider
-        self.poll_seconds, self.max_wait_seconds, self.ask, self.sleep = poll_seconds, max_wait_seconds, ask, sleep
+        self.poll_seconds, self.max_wait_seconds, self.ask = poll_seconds, max_wait_seconds, ask
         self.seen: set[str] = set()
         self.last_metrics: dict[str, Any] = {}
 
@@ -48,7 +47,7 @@ class Watcher:
             try:
                 return self._poll_until_done(job_id, started)
             except KeyboardInterrupt:
-                choice = self.ask(job_id, self.provider)
+                choice = (self.ask or ask_on_interrupt)(job_id, self.provider)
                 if choice == "watch":
                     continue
                 if choice == "cancel":
@@ -81,4 +80,4 @@ class Watcher:
                     raise ProviderError(f"{self.provider} job {job_id} is still {job.raw_status} after "
                                         f"backend.max_wait_hours; it keeps running. Watch it again with "
                                         f"backend.job_id={job_id}.")
-                self.sleep(self.poll_seconds)
+                time.sleep(self.poll_seconds)

@@ -227,6 +227,9 @@ class FakeOpenAI(LoopbackServer):
                 self._event(jid, "error", job["error"]["message"])
                 return
             job["status"] = "running"
+            resolved = {"n_epochs": 3, "batch_size": 1, "learning_rate_multiplier": 1.8}  # what "auto" became
+            for hp in (job["hyperparameters"], job["method"][job["method"]["type"]]["hyperparameters"]):
+                hp.update({k: v for k, v in resolved.items() if hp.get(k) == "auto"})
             self._event(jid, "info", "Fine-tuning job started")
         elif job["status"] == "running":
             step = sum(1 for e in self.events[jid] if e.get("type") == "metrics") + 1
