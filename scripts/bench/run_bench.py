@@ -1,0 +1,219 @@
+"""``make bench``: ftframe against the peer (TRL SFTTrainer + PEFT) on BANKING77, same machine, same data.
+
+One invocation: build the data with the peer's own script (``../shared/bench/make_banking_chat.py``),
+measure this machine's fp32 and bf16 matmul peak, then run the peer and ftframe alternately, ``--reps``
+times each, every run in its own process (so peak RSS is per run). Reports medians and ratios of trained
+tokens/s (both count every non-padding token of every training sequence), training wall time and peak
+RSS; test accuracy / macro-F1 of both after the same training (peer: one-by-one greedy generation;
+ftframe: the same, plus batched generation and label scoring, with their agreement); ftframe's model
+FLOP utilisation; and, with ``--levers``, what each ftframe speed lever buys. Writes a JSON result and
+the markdown tables into ``docs/benchmarks.md`` (between the ``bench:train`` markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("FTFRAME_SHARED", ROOT.parent / "shared"))
+PEER = SHARED / "bench" / "peer_trl.py"
+MAKE_DATA = SHARED / "bench" / "make_banking_chat.py"
+BANKING = SHARED / "datasets" / "banking77"
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:train:start -->", "<!-- bench:train:end -->"
+LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off against the default
+    "default (bf16-true, fast head, length grouping)": [],
+    "fp32 instead of bf16-true": ["--precision", "fp32"],
+    "bf16-mixed (autocast) instead of bf16-true": ["--precision", "bf16-mixed"],
+    "LM head over every position": ["--no-fast-head"],
+    "random batches (no length grouping)": ["--no-group-by-length"],
+    "all levers off (fp32, full head, random batches)": ["--precision", "fp32", "--no-fast-head",
+                                                         "--no-group-by-length"],
+}
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--k", type=int, default=2, help="training examples per intent (77 intents)")
+    p.add_argument("--test-k", type=int, default=2, help="test examples per intent")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each system")
+    p.add_argument("--levers", action="store_true", help="also run the per-lever table (one run each)")
+    p.add_argument("--out", default=str(ROOT / "scripts" / "bench" / "results" / "train.json"))
+    p.add_argument("--write-docs", action="store_true", help=f"update the tables in {DOC.relative_to(ROOT)}")
+    return p.parse_args()
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 7) -> float:
+    """Median GFLOP/s of an n x n matmul in ``dtype`` on this machine (2 n^3 FLOPs per product)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def body_params(model_dir: Path) -> int:
+    """Parameters of the decoder body (no embeddings, no LM head): what every token passes through."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    skip = {id(p) for p in model.get_input_embeddings().parameters()} | \
+        {id(p) for p in model.get_output_embeddings().parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+def run_json(cmd: list[str]) -> dict:
+    """Run one benchmark process; its last stdout line is its JSON result."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark process failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def model_dir() -> Path:
+    from ftframe.plugins import Registry, get_plugin_manager
+
+    source = Registry(get_plugin_manager()).create("model_source", "smollm2", {})
+    return Path(source.cached_folder())  # type: ignore[attr-defined]  # converts the GGUF once
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    from ftframe.engine.hparams import hardware_bf16
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "native_bf16": hardware_bf16(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def med(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def main() -> None:
+    a = parse()
+    for path in (PEER, MAKE_DATA, BANKING / "train.csv"):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: the benchmark needs ../shared beside the repository "
+                             f"(or FTFRAME_SHARED pointing at it).")
+    mdir = model_dir()
+    tmp = Path(tempfile.mkdtemp(prefix="ftframe-bench-"))
+    train, test = tmp / "train.jsonl", tmp / "test.jsonl"
+    subprocess.run([sys.executable, str(MAKE_DATA), str(BANKING / "train.csv"), str(train), str(a.k), "0"], check=True)
+    subprocess.run([sys.executable, str(MAKE_DATA), str(BANKING / "test.csv"), str(test), str(a.test_k), "1"],
+                   check=True)
+    peak = {"fp32_gflops": round(matmul_peak(torch.float32), 1), "bf16_gflops": round(matmul_peak(torch.bfloat16), 1)}
+    print(f"matmul peak: {peak}", file=sys.stderr)
+    common = ["--model", str(mdir), "--train", str(train), "--epochs", str(a.epochs), "--bs", "8",
+              "--lr", "2e-4", "--rank", "16"]
+    peer_cmd = [sys.executable, str(PEER), *common, "--out", str(tmp / "peer_out")]  # fp32: its fastest here
+    ours_cmd = [sys.executable, str(ROOT / "scripts" / "bench" / "ftframe_side.py"), *common]
+    peer, ours = [], []
+    for rep in range(a.reps):
+        evaluate = ["--test", str(test)] if rep == 0 else []  # quality is measured once; speed every rep
+        order = [("peer", peer_cmd), ("ftframe", ours_cmd)]
+        for name, cmd in order if rep % 2 == 0 else order[::-1]:
+            result = run_json(cmd + evaluate)
+            (peer if name == "peer" else ours).append(result)
+            print(f"rep {rep} {name}: {result.get('tokens_per_s')} tokens/s, {result.get('train_wall_s')} s, "
+                  f"{result.get('peak_rss_mb')} MB", file=sys.stderr)
+    levers = {}
+    if a.levers:
+        for label, flags in LEVERS.items():
+            levers[label] = run_json(ours_cmd + flags + ["--eval-modes", ""])
+            print(f"lever {label}: {levers[label]['tokens_per_s']} tokens/s", file=sys.stderr)
+    n_body = body_params(mdir)
+    tps = med(ours, "tokens_per_s")
+    flops = 4 * n_body * tps  # forward + input-gradient backward; frozen weights need no weight gradient
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": machine(), "matmul_peak": peak,
+        "setup": {"data": f"BANKING77, {a.k}/intent train ({77 * a.k}), {a.test_k}/intent test ({77 * a.test_k})",
+                  "model": "SmolLM2-135M-Instruct (embedded)", "lora": "r16 alpha32 all-linear, dropout 0",
+                  "lr": 2e-4, "batch_size": 8, "scheduler": "cosine", "epochs": a.epochs, "reps": a.reps},
+        "peer": peer, "ftframe": ours, "levers": levers,
+        "median": {"peer_tokens_per_s": med(peer, "tokens_per_s"), "ftframe_tokens_per_s": tps,
+                   "throughput_ratio": round(tps / med(peer, "tokens_per_s"), 2),
+                   "peer_train_wall_s": med(peer, "train_wall_s"), "ftframe_train_wall_s": med(ours, "train_wall_s"),
+                   "peer_peak_rss_mb": med(peer, "peak_rss_mb"), "ftframe_peak_rss_mb": med(ours, "peak_rss_mb")},
+        "mfu": {"body_params": n_body, "model_gflops_per_s": round(flops / 1e9, 1),
+                "vs_bf16_peak": round(flops / 1e9 / peak["bf16_gflops"], 4),
+                "vs_fp32_peak": round(flops / 1e9 / peak["fp32_gflops"], 4)},
+    }
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    print(table)
+    if a.write_docs:
+        text = DOC.read_text(encoding="utf-8")
+        block = f"{START}\n{table}\n{END}"
+        text = (text[: text.index(START)] + block + text[text.index(END) + len(END):]) if START in text \
+            else text.rstrip() + "\n\n" + block + "\n"
+        DOC.write_text(text, encoding="utf-8")
+        print(f"updated {DOC}", file=sys.stderr)
+
+
+def markdown(r: dict) -> str:
+    m, p0, o0 = r["median"], r["peer"][0], r["ftframe"][0]
+    lines = [
+        f"Measured {r['when']} UTC on {r['machine']['cpu']} ({r['machine']['cores']} cores, torch "
+        f"{r['machine']['torch']}); {r['setup']['data']}; {r['setup']['lora']}, lr {r['setup']['lr']}, batch "
+        f"{r['setup']['batch_size']}, cosine, {r['setup']['epochs']} epoch(s); medians of {r['setup']['reps']} "
+        f"alternating runs each. Reproduce: `make bench`.",
+        "",
+        "| | peer (TRL SFTTrainer + PEFT, fp32) | ftframe (defaults) | ratio |",
+        "|---|---|---|---|",
+        f"| trained tokens/s | {m['peer_tokens_per_s']} | {m['ftframe_tokens_per_s']} | **{m['throughput_ratio']}x** |",
+        f"| training wall time (s) | {m['peer_train_wall_s']} | {m['ftframe_train_wall_s']} | "
+        f"{round(m['peer_train_wall_s'] / m['ftframe_train_wall_s'], 2)}x |",
+        f"| peak RSS (MB) | {m['peer_peak_rss_mb']} | {m['ftframe_peak_rss_mb']} | "
+        f"{round(m['ftframe_peak_rss_mb'] / m['peer_peak_rss_mb'], 2)} |",
+    ]
+    if "accuracy" in p0 and "eval_one_by_one" in o0:
+        g = o0["eval_one_by_one"]
+        lines += [f"| test accuracy / macro-F1 (greedy generation) | {p0['accuracy']} / {p0['macro_f1']} | "
+                  f"{g['accuracy']} / {g['macro_f1']} | |",
+                  f"| test evaluation, one by one (s) | {p0['eval_wall_s']} | {g['seconds']} | |"]
+        lines += ["", "ftframe evaluation of the same tuned model:", "",
+                  "| mode | seconds | speed-up vs one-by-one | accuracy | macro-F1 | same answer as one-by-one |",
+                  "|---|---|---|---|---|---|"]
+        for mode in ("one_by_one", "batched", "score"):
+            e = o0.get(f"eval_{mode}")
+            if e:
+                lines.append(f"| {mode.replace('_', ' ')} | {e['seconds']} | {round(g['seconds'] / e['seconds'], 1)}x | "
+                             f"{e['accuracy']} | {e['macro_f1']} | {e.get('agrees_with_one_by_one', 1.0)} |")
+    mfu, pk = r["mfu"], r["matmul_peak"]
+    lines += ["", f"Model FLOP utilisation: {mfu['model_gflops_per_s']} GFLOP/s of model work "
+              f"(4 x {mfu['body_params']:,} decoder parameters x tokens/s) = **{mfu['vs_bf16_peak']:.1%}** of the "
+              f"measured bf16 matmul peak ({pk['bf16_gflops']} GFLOP/s) and {mfu['vs_fp32_peak']:.1%} of the fp32 "
+              f"peak ({pk['fp32_gflops']} GFLOP/s)."]
+    if r["levers"]:
+        base = next(iter(r["levers"].values()))["tokens_per_s"]
+        lines += ["", "| ftframe lever (one run each) | tokens/s | vs default |", "|---|---|---|"]
+        lines += [f"| {k} | {v['tokens_per_s']} | {round(v['tokens_per_s'] / base, 2)}x |" for k, v in r["levers"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
