@@ -329,12 +329,15 @@ def print_report(report: Report, console: Any = None) -> None:
     from ftframe.console import get_console
 
     con = console or get_console()
-    cell_head, cell_rows, _, _ = _summary_tables(report)
     table = Table(title=_title(report), title_justify="left")
-    for h in cell_head:
+    metric = report.primary if report.primary in report.metrics else None
+    for h in [*report.group_keys, "runs", "failed", "gate", *([f"{metric} (mean ± std)"] if metric else []),
+              "wall s", "tokens/s"]:
         table.add_column(h)
-    for row in cell_rows:
-        table.add_row(*row)
+    for cell, row in zip(report.cells, report.cell_rows(), strict=True):
+        table.add_row(*cell.key, str(row["runs"]), str(row["failed"]), f"{row['gate_passed']}/{row['finished']}",
+                      *([_pm(row[f"{metric}_mean"], row[f"{metric}_std"])] if metric else []),
+                      _fmt(row["wall_s_mean"], 1), _fmt(row["tokens_per_s_mean"], 1))
     con.print(table)
     for r in report.failed:
         con.print(f"[red]{r.status}[/] {_rel(r.run_dir, report.sweep_dir)}: "
