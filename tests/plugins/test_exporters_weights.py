@@ -180,3 +180,23 @@ def test_export_overrides_are_checked():
 def test_bad_exporter_options_name_the_key(registry):
     with pytest.raises(ConfigError, match="exporters.gguf.outtype"):
         exporter(registry, "gguf", outtype="q4")
+
+
+def test_model_card_lists_the_most_confidently_wrong_first_and_how_to_use(tmp_path, registry, ctx):
+    from ftframe.api import Prediction
+
+    preds = [Prediction(0, [{"role": "user", "content": "slightly wrong"}], "billing", "technical",
+                        scores={"billing": -1.0, "technical": -0.9}),
+             Prediction(1, [{"role": "user", "content": "right"}], "billing", "billing",
+                        scores={"billing": -0.1, "technical": -3.0}),
+             Prediction(2, [{"role": "user", "content": "badly wrong"}], "billing", "technical",
+                        scores={"billing": -5.0, "technical": -0.2})]
+    card_ctx = ExportContext(**{**ctx.__dict__, "run_dir": tmp_path, "predictions": preds})
+    exporter(registry, "model_card").export(card_ctx)
+    card = (tmp_path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "2 of 3 test answers were wrong (most confidently wrong first)" in card
+    assert card.index("badly wrong") < card.index("slightly wrong")
+    assert "| right |" not in card
+    for section in ("## Intended use", "## Data", "SHA-256", "## Evaluation", "Gate:", "## Use", "ftframe serve",
+                    "## Reproduce", "Resolved configuration"):
+        assert section in card
