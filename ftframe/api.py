@@ -279,6 +279,11 @@ class ModelSource(Plugin):
     def load(self, *, dtype: Any = None) -> LoadedModel:
         raise NotImplementedError
 
+    def load_tokenizer(self) -> Any:
+        """The tokenizer alone (with its chat template), for data checks; sources override this to skip
+        loading the weights."""
+        return self.load().tokenizer
+
 
 class Backend(Plugin):
     """Turns data and a model into a tuned model."""

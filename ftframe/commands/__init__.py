@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ftframe.errors import FtframeError
 
-COMMANDS = ("plugins", "validate", "report", "rerun", "export", "predict", "serve")
+COMMANDS = ("plugins", "validate", "report", "rerun", "export", "predict", "serve", "data", "eval")
 
 
 def parser() -> argparse.ArgumentParser:

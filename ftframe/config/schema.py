@@ -24,6 +24,16 @@ class TaskConfig:
 
 
 @dataclass
+class SplitFilesConfig:
+    """Splits read from their own files (with the ``data`` format and options) instead of cut from
+    ``data.path``; the splits without a file share ``data.path`` by their renormalised shares."""
+
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+
+
+@dataclass
 class SplitConfig:
     train: float = 0.7
     val: float = 0.1
@@ -32,6 +42,35 @@ class SplitConfig:
     """Keep each label's share in every split (classification tasks)."""
     seed: int | None = None
     """Defaults to the run's ``seed``."""
+    files: SplitFilesConfig = field(default_factory=SplitFilesConfig)
+    """User-given split files, e.g. ``split.files.test=test.csv``."""
+
+
+@dataclass
+class DataChecksConfig:
+    """The preflight report at the start of every run (``preflight.json``, ``preflight_tokens.png``)."""
+
+    preflight: bool = True
+    """Run the preflight stage (format errors, token statistics, duplicates, leakage, estimate)."""
+    allow_leakage: bool = False
+    """Let a run go on when held-out (val/test) prompts also occur in training, exactly or after text
+    normalisation; by default that stops the run (``ftframe data check`` only warns)."""
+
+
+@dataclass
+class TransformsConfig:
+    """Data transformations applied by the run, in this order, and recorded in the manifest."""
+
+    dedup: bool = False
+    """Drop exact duplicate examples before splitting (later copies go to rejected.jsonl)."""
+    redact_pii: list[str] = field(default_factory=list)
+    """Replace PII with typed placeholders before splitting: any of ``email``, ``phone``, ``iban``,
+    ``credit_card``, ``ip``, or ``[all]``; counts go to the manifest."""
+    too_long: str = "truncate"
+    """Training examples over ``backend.max_length``: ``truncate`` (cut from the end), ``drop`` (to
+    rejected.jsonl) or ``chunk`` (split at turn boundaries, see docs/data.md)."""
+    chunk_overlap: int = 1
+    """With ``too_long=chunk``: earlier exchanges repeated as untrained context in the next chunk."""
 
 
 @dataclass
@@ -54,15 +93,26 @@ class EvalConfig:
 
 @dataclass
 class TrainerConfig:
-    """Lightning ``Trainer`` placement options (the hyperparameters live in ``backend``)."""
+    """Lightning ``Trainer`` placement and checkpointing (the hyperparameters live in ``backend``).
+    Presets in ``conf/trainer/``; see docs/training.md for multi-GPU and SLURM use."""
 
     accelerator: str = "cpu"
+    """Lightning accelerator: ``cpu``, ``gpu``, ``auto``."""
     devices: Any = 1
+    """Processes/devices per node: a number, ``auto``, or a list of GPU indices."""
     num_nodes: int = 1
+    """Machines in a multi-node run (each runs the same command, e.g. one SLURM task per device)."""
     strategy: str = "auto"
+    """Lightning strategy: ``auto``, ``ddp``, ``ddp_spawn``, ``fsdp``, ``deepspeed_stage_2``, ..."""
     log_every_n_steps: int = 5
     enable_progress_bar: bool = True
     deterministic: bool = False
+    checkpoint_every_n_steps: int | None = 50
+    """Write ``checkpoints/last.ckpt`` every N optimizer steps (besides every validation and Ctrl-C);
+    null: only at validation."""
+    resume: bool = True
+    """Continue from ``checkpoints/last.ckpt`` when the run dir has one (a run started again with the
+    same ``hydra.run.dir`` after being killed)."""
 
 
 @dataclass
@@ -76,6 +126,8 @@ class RunSchema:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    data_checks: DataChecksConfig = field(default_factory=DataChecksConfig)
+    transforms: TransformsConfig = field(default_factory=TransformsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: dict[str, float] = field(default_factory=dict)
     """Threshold per metric (e.g. ``macro_f1: 0.6``): a minimum, or a maximum for metrics where lower is

@@ -12,6 +12,7 @@ from ftframe.config.plugin_options import MULTI_CHOICE, SINGLE_CHOICE
 from ftframe.engine.data_source import AUTO, detect
 from ftframe.engine.evaluate import MODES
 from ftframe.errors import ConfigError, FtframeError
+from ftframe.transforms.checks import problems as transform_problems
 
 TASK_TYPES = ("classification", "generation")
 
@@ -63,6 +64,7 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
     shares = [cfg.split.train, cfg.split.val, cfg.split.test]
     if any(s < 0 or s > 1 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         out.append(f"split: train + val + test must be 1 with each in [0, 1]; got {shares}.")
+    out += transform_problems(cfg)
     return out
 
 

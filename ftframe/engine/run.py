@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ from ftframe.engine.data_source import data_format
 from ftframe.engine.evaluate import evaluate
 from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
-from ftframe.engine.splits import split_examples
 from ftframe.errors import DataError, PluginError
 from ftframe.io import write_json, write_jsonl, write_text
 from ftframe.manifest import file_hashes, model_file_hashes, new_manifest, now
 from ftframe.plugins import Registry, call_hook, get_plugin_manager
+from ftframe.preflight import throughput
+from ftframe.preflight.stage import file_loader, model_key, preflight_stage, prepare_data, write_rejected
 
 
 @dataclass
@@ -138,16 +140,17 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     if detected:
         con.print(f"data=auto: {cfg.data.path} detected as [bold]{detected}[/]")
     loaded = fmt.load()
+    splits, manifest["transforms"] = prepare_data(cfg, loaded, file_loader(cfg.data, registry, pm))
     manifest["inputs"] = file_hashes(loaded.files)
     if loaded.rejected:
-        write_jsonl(run_dir / "rejected.jsonl", [{"source": r.source, "reason": r.reason, "raw": r.raw}
-                                                  for r in loaded.rejected])
+        write_rejected(run_dir, loaded.rejected)
         con.print(f"[yellow]{len(loaded.rejected)} rows rejected[/] (reasons in {run_dir / 'rejected.jsonl'})")
     if not loaded.examples:
         raise DataError(f"No usable examples in {cfg.data.get('path')}: every row was rejected.")
-    seed = int(cfg.split.seed if cfg.split.seed is not None else cfg.seed)
-    splits = split_examples(loaded.examples, train=cfg.split.train, val=cfg.split.val, test=cfg.split.test,
-                            seed=seed, stratify=bool(cfg.split.stratify and cfg.task.type == "classification"))
+    splits = preflight_stage(cfg, run_dir, con, registry, loaded, splits, manifest,
+                             {"path": str(cfg.data.get("path")), "format": detected or str(cfg.data.name)})
+    result.metrics["data"] = {"rejected": len(loaded.rejected),
+                              "rejected_by_kind": dict(Counter(r.kind for r in loaded.rejected))}
     task = _task_info(cfg, splits["train"])
     data_summary = {"path": str(cfg.data.get("path")), "format": detected or str(cfg.data.name),
                     "examples": len(loaded.examples),
@@ -191,11 +194,14 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     ui.stage(con, f"3/6 train ({cfg.backend.name})")
     trained = backend.train(job)  # type: ignore[attr-defined]
     result.metrics["train"] = trained.info
+    if trained.info.get("tokens_per_second"):
+        throughput.record(model_key(cfg), str(cfg.backend.name), trained.info["tokens_per_second"],
+                          int(trained.info.get("trained_tokens") or 0))
     if job._model is not None:  # the local base model's files are inputs too (provider backends load none)
         manifest["inputs"] = {**manifest["inputs"], **model_file_hashes(job._model.path)}
     if trained.info.get("truncated"):
         con.print(f"[yellow]{trained.info['truncated']} training examples were longer than backend.max_length "
-                  f"and were cut[/] (raise backend.max_length to keep them whole)")
+                  f"and were cut[/] (raise backend.max_length, or set transforms.too_long=drop or chunk)")
     # ------------------------------------------------------------------ evaluate
     ui.stage(con, "4/6 evaluate tuned model")
     tuned: dict[str, Any] = {}
@@ -283,6 +289,10 @@ def _summary(con: Any, cfg: DictConfig, result: RunResult) -> None:
     if train:
         con.print(f"training: {train.get('epochs_run')} epochs, {train.get('steps')} steps, "
                   f"{train.get('train_seconds')} s, {train.get('tokens_per_second')} tokens/s")
+    data = result.metrics.get("data") or {}
+    if data.get("rejected"):
+        kinds = ", ".join(f"{k} {v}" for k, v in data["rejected_by_kind"].items())
+        con.print(f"[yellow]{data['rejected']} input rows rejected[/] ({kinds}): {result.run_dir / 'rejected.jsonl'}")
     colour = {"succeeded": "green", "gate_failed": "red"}.get(result.status, "red")
     con.print(f"[bold {colour}]{result.status.upper()}[/] — outputs in {result.run_dir}")
 

@@ -10,7 +10,7 @@ from omegaconf import MISSING
 
 from ftframe.api import LoadedModel, ModelSource
 from ftframe.errors import ConfigError
-from ftframe_models.loading import load_hf_folder
+from ftframe_models.loading import load_hf_folder, load_hf_tokenizer
 
 
 @dataclass
@@ -27,9 +27,16 @@ class HfLocal(ModelSource):
     name = "hf_local"
     Config = HfLocalConfig
 
-    def load(self, *, dtype: Any = None) -> LoadedModel:
+    def folder(self) -> Path:
         path = Path(self.config.path)
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.path: {path} is not a Hugging Face model folder (no config.json).")
+        return path
+
+    def load_tokenizer(self) -> Any:
+        return load_hf_tokenizer(self.folder())
+
+    def load(self, *, dtype: Any = None) -> LoadedModel:
+        path = self.folder()
         model, tok = load_hf_folder(path, self.config.dtype or dtype)
         return LoadedModel(model, tok, name=path.name, path=path, info={"path": str(path.resolve())})

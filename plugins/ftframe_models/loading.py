@@ -21,16 +21,24 @@ def torch_dtype(dtype: Any) -> Any:
     return getattr(torch, DTYPES[dtype])
 
 
-def load_hf_folder(path: Path, dtype: Any) -> tuple[Any, Any]:
-    """Model (eval mode) and tokenizer from ``path``; the tokenizer gets a pad token if it has none."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_hf_tokenizer(path: Path) -> Any:
+    """The tokenizer of the model folder ``path`` (a pad token added if it has none; a chat template required)."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(f"{path}: the tokenizer has no chat template; ftframe trains and predicts through "
-                          f"the model's chat template. Use an instruct/chat model or add chat_template.jinja.")
+                                 f"the model's chat template. Use an instruct/chat model or add chat_template.jinja.")
+    return tokenizer
+
+
+def load_hf_folder(path: Path, dtype: Any) -> tuple[Any, Any]:
+    """Model (eval mode) and tokenizer from ``path``; the tokenizer gets a pad token if it has none."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_hf_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
     model.eval()
     return model, tokenizer

