@@ -75,7 +75,7 @@ def parse_exporter_overrides(overrides: Sequence[str], configured: Any) -> dict[
         raise ConfigError("name the exporters to run, e.g. `ftframe export RUN_DIR exporters=[merged,gguf]`.")
     if not names:
         raise ConfigError("exporters=[] names no exporter; e.g. exporters=[merged,gguf].")
-    stray = [str(k) for k in options.keys() if str(k) not in names]
+    stray = [str(k) for k in options if str(k) not in names]
     if stray:
         raise ConfigError(f"exporters.{stray[0]}.* is set but {stray[0]!r} is not in exporters={names}; add it.")
     out: dict[str, Any] = {}
