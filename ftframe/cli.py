@@ -50,17 +50,20 @@ def _sweep_job(cfg: DictConfig, hc: Any, pm: Any) -> float | None:
     """
     from ftframe.engine.run import run
     from ftframe.manifest import now
-    from ftframe.sweep import find_finished, record_failure, resolved_config
+    from ftframe.sweep import find_finished, record_failure, resolved_config, set_aside_other_config
 
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     try:
-        done = find_finished(hc.sweep.dir, overrides, resolved_config(cfg))
+        config = resolved_config(cfg)
     except Exception:  # noqa: BLE001 — an unresolvable config fails below, in run(), where it is recorded
-        done = None
+        config = None
+    done = find_finished(hc.sweep.dir, overrides, config) if config is not None else None
     if done is not None:
         print(f"skipping {' '.join(overrides) or 'cell'}: already {done.status} in {done.run_dir}")
         return done.primary_value
+    if config is not None and (moved := set_aside_other_config(run_dir, config)) is not None:
+        print(f"an earlier attempt in {run_dir} had another config: moved to {moved}")
     (run_dir / "manifest.json").unlink(missing_ok=True)  # an earlier attempt's; this one writes its own
     started = now()
     try:

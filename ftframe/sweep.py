@@ -113,6 +113,23 @@ def find_finished(sweep_dir: str | Path, overrides: list[str], config: dict[str,
     return None
 
 
+def set_aside_other_config(run_dir: Path, config: dict[str, Any]) -> Path | None:
+    """Move an earlier attempt with a *different* config out of the way, into ``run_dir/superseded/N/``.
+
+    A cell re-run with the same config keeps its files (training resumes from ``checkpoints/last.ckpt``);
+    one whose config changed must not resume from, or be confused with, the old attempt's files.
+    """
+    record = read_run(run_dir)
+    if record is None or _json_roundtrip(record.config) == config:
+        return None
+    target = run_dir / "superseded" / str(len(list((run_dir / "superseded").glob("*"))))
+    target.mkdir(parents=True)
+    for entry in run_dir.iterdir():
+        if entry.name not in (".hydra", "superseded"):
+            entry.rename(target / entry.name)
+    return target
+
+
 def record_failure(run_dir: Path, cfg: DictConfig, exc: BaseException, started: str) -> None:
     """Make sure ``run_dir/manifest.json`` says this attempt failed, with the error and its traceback.
 
