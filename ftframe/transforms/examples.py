@@ -53,9 +53,9 @@ def redact_examples(examples: Sequence[Example], kinds: Sequence[str]) -> tuple[
     for ex in examples:
         before = sum(counts.values())
         new = copy.deepcopy(ex)
-        new.messages = [_redact_message(m, wanted, counts) for m in ex.messages]  # type: ignore[misc]
-        new.chosen = _redact_message(ex.chosen, wanted, counts)
-        new.rejected = _redact_message(ex.rejected, wanted, counts)
+        new.messages = [_redact_message(m, wanted, counts) for m in new.messages]  # type: ignore[misc]
+        new.chosen = _redact_message(new.chosen, wanted, counts)
+        new.rejected = _redact_message(new.rejected, wanted, counts)
         touched += sum(counts.values()) > before
         out.append(new)
     return out, {"kinds": list(wanted), "replaced": dict(sorted(counts.items())), "examples_changed": touched}
