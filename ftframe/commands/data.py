@@ -97,10 +97,10 @@ def _marked(tokenizer: Any, messages: list[dict[str, Any]], tools: Any, max_leng
 def template_mismatch(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> str | None:
     """Where the inference prompt (``add_generation_prompt=True``) of each assistant turn differs from the
     text and tokens training uses before that turn, or None when they agree."""
-    from ftframe.engine.chat import encode, prompt_ids, render
+    from ftframe.engine.chat import prompt_ids, render
 
     full = render(tokenizer, messages, tools=tools)
-    ids = encode(tokenizer, messages, tools=tools).input_ids
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]  # what training feeds (encode tokenises the same text)
     for i, m in enumerate(messages):
         if m.get("role") != "assistant" or i == 0:
             continue
@@ -140,16 +140,23 @@ def show(args: argparse.Namespace) -> int:
               f"[bold black on green]trained tokens[/] highlighted")
     status = 0
     for label, messages in convs:
+        mismatch = template_mismatch(tokenizer, messages, ex.tools)
+        if mismatch:  # trained tokens cannot be located either: show the plain training text
+            from rich.text import Text
+
+            from ftframe.engine.chat import render
+
+            con.print(Panel(Text(render(tokenizer, messages, tools=ex.tools)), title=f"{label} training text",
+                            title_align="left"))
+            con.print(f"[red]error:[/] training and inference templates differ: {mismatch}. Use a model whose chat "
+                      f"template renders each turn independently, or fix its template.")
+            status = EXIT_PROBLEMS
+            continue
         text, n, n_trained = _marked(tokenizer, messages, ex.tools, max_length)
         title = f"{label + ': ' if label else ''}{n} tokens, {n_trained} trained"
         if max_length and n > max_length:
             title += f", over max_length={max_length} (transforms.too_long={cfg.transforms.too_long})"
         con.print(Panel(text, title=title, title_align="left"))
-        mismatch = template_mismatch(tokenizer, messages, ex.tools)
-        if mismatch:
-            con.print(f"[red]error:[/] training and inference templates differ: {mismatch}. Use a model whose chat "
-                      f"template renders each turn independently, or fix its template.")
-            status = EXIT_PROBLEMS
     if status == 0:
         con.print("[green]✓[/] inference prompt (add_generation_prompt) = the training text before each reply")
     return status
