@@ -52,7 +52,7 @@ def preference_record(example: Example) -> dict[str, Any]:
     if example.chosen is None or example.rejected is None:
         raise DataError(f"{example.source}: backend.method=dpo needs preference pairs (chosen and rejected "
                         f"replies) in every example; this one has none. Use preference data or method=supervised.")
-    reply = lambda m: [provider_message({**m, "role": "assistant"})]  # noqa: E731
+    reply = lambda m: [provider_message({**m, "role": "assistant"})]
     inner: dict[str, Any] = {"messages": [provider_message(m) for m in example.messages]}
     if example.tools:
         inner["tools"] = example.tools

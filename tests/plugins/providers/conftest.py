@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the fakes beside this file
 
-from openai_fake import API_SPEC, FakeOpenAI  # noqa: E402
+from openai_fake import API_SPEC, FakeOpenAI
 
 OPENAI_KEY = "sk-ftframe-test-0123456789abcdefSECRET"
 TOGETHER_KEY = "tgp_v1_ftframe-test-9876543210SECRET"

@@ -24,9 +24,8 @@ def to_json_schema(node: Any) -> Any:
         return node
     out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith("x-") and k != "example"}
     for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(out.get(bound), bool):
-            if out.pop(bound) and limit in out:
-                out[bound] = out.pop(limit)
+        if isinstance(out.get(bound), bool) and out.pop(bound) and limit in out:
+            out[bound] = out.pop(limit)
     if out.pop("nullable", False):
         if isinstance(out.get("type"), str):
             out["type"] = [out["type"], "null"]

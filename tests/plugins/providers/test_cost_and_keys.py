@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
-from ftframe.api import Example
-from ftframe.errors import ConfigError
 from ftframe_providers.cost import billed_tokens_per_epoch, openai_default_epochs
 from ftframe_providers.keys import ApiKey, MissingKey, resolve_key
 from ftframe_providers.openai_backend import OpenAIBackend, OpenAIConfig
 from ftframe_providers.together_backend import TogetherBackend, TogetherConfig
+
+from ftframe.api import Example
+from ftframe.errors import ConfigError
 
 
 @pytest.mark.parametrize(("n", "epochs"), [(1, 25), (5, 20), (8, 12), (34, 3), (100, 3), (8_333, 3), (8_334, 2),

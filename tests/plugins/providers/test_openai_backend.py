@@ -202,7 +202,7 @@ def test_permanent_error_is_not_retried(openai_server, chat_data, tmp_path):
 
 
 def test_ctrl_c_asks_then_cancels_the_job(openai_server, chat_data, tmp_path, monkeypatch):
-    import ftframe_providers.watch as watch
+    from ftframe_providers import watch
 
     asked = []
     monkeypatch.setattr(watch, "ask_on_interrupt", lambda job_id, provider: asked.append(job_id) or "cancel")

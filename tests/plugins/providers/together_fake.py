@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ LINE = {  # Together's conversational and preference training-data formats
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class FakeTogether(LoopbackServer):
@@ -206,7 +206,7 @@ class FakeTogether(LoopbackServer):
             for line in self.contents[job["training_file"]].decode("utf-8").splitlines():
                 rec = json.loads(line)
                 convo = rec.get("messages") or rec["input"]["messages"]
-                reply = (rec["preferred_output"] if "preferred_output" in rec else convo)[-1]["content"]
+                reply = rec.get("preferred_output", convo)[-1]["content"]
                 score = len(query & words(" ".join(m["content"] for m in convo if m["role"] == "user")))
                 if score > best:
                     best, answer = score, reply
