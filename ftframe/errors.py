@@ -35,3 +35,7 @@ class GateFailed(FtframeError):
 
 class NoVerdict(DataError):
     """A judge has no verdict for a pair (e.g. a human-labels file that does not contain it)."""
+
+
+class InsufficientMemory(FtframeError):
+    """Training would not fit in the memory available (the memory preflight's estimate)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -49,6 +49,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> LengthGroupedBatchSampler:
+        """Lightning calls ``batch_sampler.sampler.set_epoch(epoch)`` at each epoch start, also after a
+        resume, so a resumed run draws the same order for that epoch as an uninterrupted one."""
+        return self
+
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
         idx = list(range(len(self.lengths)))
@@ -83,20 +89,31 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 class ChatDataModule(L.LightningDataModule):
-    """Training batches (length-grouped) and the validation examples (scored by the task metric)."""
+    """Training batches (length-grouped) and, when given, validation batches in the same collation.
+
+    ``collate_fn(items, pad_id)`` turns dataset items into a batch; an objective with another item shape
+    (e.g. preference pairs) passes its own.
+    """
 
     def __init__(self, train: EncodedDataset, pad_id: int, batch_size: int, seed: int,
-                 group_by_length: bool = True):
+                 group_by_length: bool = True, val: Dataset | None = None,
+                 collate_fn: Callable[[Sequence[Any], int], dict[str, torch.Tensor]] = collate):
         super().__init__()
-        self.train, self.pad_id, self.batch_size, self.seed = train, pad_id, batch_size, seed
-        self.group_by_length = group_by_length
+        self.train, self.val, self.pad_id, self.batch_size, self.seed = train, val, pad_id, batch_size, seed
+        self.group_by_length, self.collate_fn = group_by_length, collate_fn
+
+    def _collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        return self.collate_fn(items, self.pad_id)
 
     def train_dataloader(self) -> DataLoader:
-        def fn(items: Sequence[Encoded]) -> dict[str, torch.Tensor]:
-            return collate(items, self.pad_id)
-
         if self.group_by_length:
             sampler = LengthGroupedBatchSampler(self.train.lengths, self.batch_size, self.seed)
-            return DataLoader(self.train, batch_sampler=sampler, collate_fn=fn)
+            return DataLoader(self.train, batch_sampler=sampler, collate_fn=self._collate)
         gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=gen, collate_fn=fn)
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=gen,
+                          collate_fn=self._collate)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val is None:
+            return []  # type: ignore[return-value]
+        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self._collate)

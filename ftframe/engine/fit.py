@@ -1,19 +1,31 @@
-"""``fit_local``: train a model on the Lightning engine (the entry point local backends call)."""
+"""``fit_local``: train a model on the Lightning engine (the entry point local backends call).
+
+Checkpoints go to ``<run dir>/checkpoints``: ``last.ckpt`` every ``trainer.checkpoint_every_n_steps``
+optimizer steps, at every validation and on Ctrl-C, and ``best.ckpt`` for the selected epoch. They hold
+only the trained parameters (an adapter is megabytes), the optimizer, scheduler and loop state. A run
+started again in the same run dir resumes from ``last.ckpt`` (``trainer.resume``).
+"""
 
 from __future__ import annotations
 
+import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from torch.utils.data import DataLoader
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from ftframe.engine.data import ChatDataModule, collate, encode_examples
+from ftframe import console as ui
+from ftframe.engine.data import ChatDataModule
 from ftframe.engine.hparams import TrainHyperparams
+from ftframe.engine.memory import preflight
 from ftframe.engine.module import SELECT_KEY, CausalLMModule
+
+LAST = "last.ckpt"
 
 
 @dataclass
@@ -26,72 +38,138 @@ class FitResult:
     steps: int
     train_seconds: float
     trained_tokens: int
-    """Tokens (prompt and reply, no padding) passed through training; tokens/s = this / train_seconds."""
+    """Tokens (prompt and reply, no padding) this process passed through training in this session;
+    tokens/s = this / train_seconds."""
     history: list[dict[str, float]]
     """Validation values per epoch."""
     truncated: int = 0
     """Training examples cut to ``max_length``."""
+    resumed_from: str | None = None
+    """The checkpoint this session continued from."""
+    world_size: int = 1
+    ranks: list[dict[str, int]] = field(default_factory=list)
+    """Per rank ``{"rank", "batches", "tokens"}`` trained in this session."""
+    memory: dict[str, Any] | None = None
+    """The memory preflight's estimate (bytes)."""
+    is_global_zero: bool = True
+    """False in the other processes of a distributed run (they evaluate and write nothing)."""
+
+    def info(self) -> dict[str, Any]:
+        """The training facts a backend reports (``metrics.json`` → ``train``)."""
+        tokens = sum(r["tokens"] for r in self.ranks) if self.ranks else self.trained_tokens
+        return {"epochs_run": self.epochs_run, "steps": self.steps, "train_seconds": round(self.train_seconds, 2),
+                "trained_tokens": tokens, "truncated": self.truncated,
+                "tokens_per_second": round(tokens / max(self.train_seconds, 1e-9), 1),
+                "best_checkpoint": self.best_checkpoint, "best_score": self.best_score, "monitor": self.monitor,
+                "resumed_from": self.resumed_from, "world_size": self.world_size, "ranks": self.ranks,
+                "memory": self.memory}
 
 
-class _ValData(L.LightningDataModule):
-    def __init__(self, dm: ChatDataModule, val: Any):
-        super().__init__()
-        self.dm, self.val = dm, val
+class InterruptCheckpoint(Callback):
+    """On Ctrl-C, save ``last.ckpt`` so the run can resume. (Lightning's ``OnExceptionCheckpoint`` saves on
+    every exception, also mid-way through a failing step, and deletes its file when a run ends normally.)"""
 
-    def train_dataloader(self) -> DataLoader:
-        return self.dm.train_dataloader()
+    def __init__(self, path: Path):
+        self.path = path
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val, batch_size=self.dm.batch_size,
-                          collate_fn=lambda items: collate(items, self.dm.pad_id))
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            trainer.save_checkpoint(self.path)
 
 
-def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams) -> FitResult:
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a run in ``run_dir`` continues from, if an earlier attempt left one."""
+    path = Path(run_dir) / "checkpoints" / LAST
+    return path if path.is_file() else None
+
+
+def _callbacks(job: Any, hp: TrainHyperparams, has_val: bool) -> tuple[list[Any], ModelCheckpoint]:
+    tcfg = job.trainer_config
+    ckpt_dir = job.run_dir / "checkpoints"
+    # enable_version_counter=False: both callbacks write last.ckpt, and a resumed run overwrites its files.
+    epoch_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=SELECT_KEY if has_val else None,
+                                 mode="min", save_top_k=1 if has_val else 0, save_last=True,
+                                 auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks: list[Any] = [LearningRateMonitor(logging_interval="step"), epoch_ckpt,
+                            InterruptCheckpoint(ckpt_dir / LAST)]
+    every = tcfg.get("checkpoint_every_n_steps")
+    if every:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=int(every),
+                                         enable_version_counter=False))
+    if has_val and hp.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=SELECT_KEY, mode="min", patience=hp.early_stopping_patience,
+                                       strict=False))  # max_steps may end training before any validation
+    return callbacks, epoch_ckpt
+
+
+def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
+              module_cls: type[CausalLMModule] = CausalLMModule, callbacks: Sequence[Any] = (),
+              backend: str = "lora") -> FitResult:
     """Train ``model`` (whose trainable parameters are already chosen) on ``job``'s splits.
 
-    Validation each epoch reports ``val/loss`` and the task's primary metric; early stopping and the
-    best checkpoint follow the task metric (or the loss when the task has none). The best weights are
-    loaded back into ``model`` before returning.
+    ``module_cls`` is the objective (supervised by default; a subclass brings its own data encoding and
+    loss); ``callbacks`` are extra Lightning callbacks of the backend. Validation each epoch reports
+    ``val/loss`` and, for objectives with ``task_validation``, the task's primary metric; early stopping
+    and the best checkpoint follow the task metric (or the loss). The best weights are loaded back into
+    ``model`` before returning.
     """
-    torch.manual_seed(job.seed)
+    seed = hp.seed if hp.seed is not None else job.seed
+    torch.manual_seed(seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    train = encode_examples(tokenizer, job.train, hp.max_length)
-    val = encode_examples(tokenizer, job.val, hp.max_length) if job.val else None
-    dm = ChatDataModule(train, pad, hp.batch_size, job.seed, group_by_length=hp.group_by_length)
-    scorer = job.val_scorer(tokenizer) if val is not None else None
+    train = module_cls.encode(tokenizer, job.train, hp.max_length)
+    val = module_cls.encode(tokenizer, job.val, hp.max_length) if job.val else None
+    scorer = job.val_scorer(tokenizer) if val is not None and module_cls.task_validation else None
     monitor, mode = job.val_monitor if scorer is not None else ("val/loss", "min")
-    module = CausalLMModule(model, hp, val_scorer=scorer, monitor=monitor, higher_is_better=(mode == "max"))
+    module = module_cls(model, hp, val_scorer=scorer, monitor=monitor, higher_is_better=(mode == "max"))
+    if hp.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad (a frozen embedding is fine).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()  # loaders hand out eval-mode models; dropout must be active while training
 
-    ckpt_dir = job.run_dir / "checkpoints"
-    callbacks: list[Any] = [LearningRateMonitor(logging_interval="step")]
-    checkpoint = None
-    if val is not None:
-        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=SELECT_KEY, mode="min",
-                                     save_top_k=1, save_last=True, auto_insert_metric_name=False)
-        callbacks.append(checkpoint)
-        if hp.early_stopping_patience is not None:
-            callbacks.append(EarlyStopping(monitor=SELECT_KEY, mode="min", patience=hp.early_stopping_patience))
-    callbacks += job.extra_callbacks()
-
     tcfg = job.trainer_config
+    extra, epoch_ckpt = _callbacks(job, hp, val is not None)
     trainer = L.Trainer(
         accelerator=tcfg.accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes, strategy=tcfg.strategy,
         precision=hp.lightning_precision(), max_epochs=hp.epochs, max_steps=hp.max_steps,
         accumulate_grad_batches=hp.grad_accum, gradient_clip_val=hp.grad_clip or None,
         log_every_n_steps=tcfg.log_every_n_steps, enable_progress_bar=tcfg.enable_progress_bar,
-        deterministic=tcfg.deterministic, logger=job.lightning_logger(), callbacks=callbacks,
+        deterministic=tcfg.deterministic, logger=job.lightning_logger(), callbacks=[*extra, *callbacks,
+                                                                                    *job.extra_callbacks()],
         default_root_dir=str(job.run_dir), num_sanity_val_steps=0, enable_model_summary=False,
         limit_val_batches=1.0 if val is not None else 0,
     )
-    datamodule = _ValData(dm, val) if val is not None else dm
+    # Length grouping is our own batch sampler; distributed runs use Lightning's DistributedSampler instead.
+    group = hp.group_by_length and trainer.world_size == 1
+    dm = ChatDataModule(train, pad, hp.batch_size, seed, group_by_length=group, val=val,
+                        collate_fn=module_cls.collate)
+    device = "cuda" if str(tcfg.accelerator) in ("gpu", "cuda") or (
+        str(tcfg.accelerator) == "auto" and torch.cuda.is_available()) else "cpu"
+    seq_len = min(hp.max_length, max(train.lengths, default=1))
+    estimate = preflight(model, mode=hp.memory_check, backend=backend, batch_size=hp.batch_size, seq_len=seq_len,
+                         gradient_checkpointing=hp.gradient_checkpointing, device=device,
+                         available_gb=hp.memory_available_gb, fast_head=module.fast_head,
+                         sequences_per_item=getattr(module_cls, "sequences_per_item", 1),
+                         warn=lambda m: ui.get_console().print(f"[yellow]{m}[/]"))
+
+    resume = resume_checkpoint(job.run_dir) if tcfg.get("resume", True) else None
+    if resume is not None and trainer.is_global_zero:
+        ui.get_console().print(f"resuming from {resume}")
+    previous = signal.getsignal(signal.SIGINT)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown (our callback saved last.ckpt) and sys.exit(1).
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)  # Lightning ignores further Ctrl-C after the first
     seconds = time.perf_counter() - start
 
     best_path, best_score = None, None
-    if checkpoint is not None and checkpoint.best_model_path:
-        best_path = checkpoint.best_model_path
+    if val is not None and epoch_ckpt.best_model_path:
+        best_path = epoch_ckpt.best_model_path
         best = module.best_epoch()
         best_score = best.get(monitor) if best else None
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -100,4 +178,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams) -> Fit
             raise RuntimeError(f"best checkpoint has unexpected keys: {missing.unexpected_keys[:5]}")
     model.eval()
     return FitResult(best_path, best_score, monitor, trainer.current_epoch, trainer.global_step, seconds,
-                     module.trained_tokens, module.history, sum(x.truncated for x in train.items))
+                     module.trained_tokens, module.history, sum(x.truncated for x in train.items),
+                     resumed_from=str(resume) if resume else None, world_size=trainer.world_size,
+                     ranks=module.rank_stats, memory=estimate.as_dict() if estimate else None,
+                     is_global_zero=trainer.is_global_zero)

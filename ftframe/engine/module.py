@@ -1,15 +1,23 @@
-"""The LightningModule: causal-LM loss on assistant tokens only, task metrics on validation."""
+"""The LightningModule: causal-LM loss on assistant tokens only, task metrics on validation.
+
+:class:`CausalLMModule` is the supervised objective and the base of other objectives (e.g. preference
+training): a subclass overrides ``encode``/``collate`` (what a training item is) and ``compute_loss``;
+logging, distributed reduction of validation values, best-epoch selection and checkpoint contents stay
+here.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ftframe.api import Example
+from ftframe.engine.data import EncodedDataset, collate, encode_examples
 from ftframe.engine.hparams import TrainHyperparams
 
 ValScorer = Callable[[Any], dict[str, float]]
@@ -29,28 +37,47 @@ def supports_fast_head(model: Any) -> bool:
             and model.get_output_embeddings() is not None)
 
 
-def causal_lm_loss(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool,
-                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over trained positions, and how many there were.
+def trained_logits(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at the positions whose next token is trained (``[n, vocab]``) and those next tokens.
 
     With ``fast_head`` the vocabulary projection runs only at trained positions (the head of a small
     model with a 49k vocabulary costs more than its decoder at every other position).
     """
-    labels = batch["labels"]
-    targets = labels[:, 1:]
+    targets = batch["labels"][:, 1:]
     sel = targets != -100
-    n = int(sel.sum())
     if fast_head:
         hidden = model.get_decoder()(input_ids=batch["input_ids"],
                                      attention_mask=batch["attention_mask"]).last_hidden_state
         logits = model.get_output_embeddings()(hidden[:, :-1][sel])
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][sel]
-    loss = F.cross_entropy(logits.float(), targets[sel], label_smoothing=label_smoothing)
-    return loss, n
+    return logits, targets[sel]
+
+
+def causal_lm_loss(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool,
+                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over trained positions, and how many there were."""
+    logits, targets = trained_logits(model, batch, fast_head=fast_head)
+    loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+    return loss, int(targets.numel())
+
+
+def sequence_logprobs(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool) -> torch.Tensor:
+    """Sum of the log-probabilities of each row's trained tokens (``[batch]``), e.g. a reply given its
+    prompt; positions labelled ``-100`` do not count."""
+    logits, targets = trained_logits(model, batch, fast_head=fast_head)
+    token_logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    row = torch.arange(batch["labels"].shape[0], device=targets.device).unsqueeze(1).expand_as(batch["labels"][:, 1:])
+    row = row[batch["labels"][:, 1:] != -100]
+    return torch.zeros(batch["labels"].shape[0], device=targets.device, dtype=token_logp.dtype).index_add(0, row, token_logp)
 
 
 class CausalLMModule(L.LightningModule):
+    """Supervised fine-tuning: next-token loss on the trained (assistant) tokens."""
+
+    task_validation: ClassVar[bool] = True
+    """Score the validation split with the task metrics each epoch (else: select on ``val/loss``)."""
+
     def __init__(self, model: Any, hparams: TrainHyperparams, val_scorer: ValScorer | None = None,
                  monitor: str = "val/loss", higher_is_better: bool = False):
         super().__init__()
@@ -59,33 +86,75 @@ class CausalLMModule(L.LightningModule):
         self.fast_head = hparams.fast_head and supports_fast_head(model)
         self.strict_loading = False  # checkpoints hold only the trained parameters
         self.trained_tokens = 0
-        self._val_loss_sum, self._val_tokens = 0.0, 0
+        self.trained_batches = 0
+        self.rank_stats: list[dict[str, int]] = []
+        """Per rank ``{"rank", "batches", "tokens"}`` of this session, gathered when training ends."""
+        self.checkpoint_names: set[str] = set()
+        """Parameters saved in checkpoints besides those trainable now (e.g. layers a schedule unfreezes
+        later, so that restoring an earlier best epoch also restores them)."""
+        self._val_sums: dict[str, float] = {}
+        self._val_weight = 0
         self.history: list[dict[str, float]] = []
+        """Validation values per epoch (with ``epoch`` and the selection key)."""
         self._best_key: tuple[float, float] | None = None
         self._best_rank = 0
-        """Validation values per epoch (with ``epoch`` and the selection key)."""
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    # ------------------------------------------------------------------------------ the objective
+    @staticmethod
+    def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> EncodedDataset:
+        """Training items for ``examples`` (each with ``truncated`` and the dataset with ``lengths``)."""
+        return encode_examples(tokenizer, examples, max_length)
+
+    @staticmethod
+    def collate(items: Sequence[Any], pad_id: int) -> dict[str, torch.Tensor]:
+        return collate(items, pad_id)
+
+    def compute_loss(self, batch: dict[str, torch.Tensor], *, training: bool) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+        """``(loss, weight, extra values)``: the weight (trained tokens, pairs...) averages over batches."""
         loss, n = causal_lm_loss(self.model, batch, fast_head=self.fast_head,
-                                 label_smoothing=self.hp.label_smoothing)
+                                 label_smoothing=self.hp.label_smoothing if training else 0.0)
+        return loss, n, {}
+
+    # --------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, n, extra = self.compute_loss(batch, training=True)
         self.trained_tokens += int(batch["attention_mask"].sum())
+        self.trained_batches += 1
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        for key, value in extra.items():
+            self.log(f"train/{key}", value, on_step=True, on_epoch=True, batch_size=n)
         return loss
 
+    def on_train_end(self) -> None:
+        # Every rank's own count, so a distributed run can show each rank trained (a no-op on one process).
+        mine = torch.tensor([self.global_rank, self.trained_batches, self.trained_tokens], dtype=torch.long)
+        gathered = self.all_gather(mine).reshape(-1, 3).tolist()
+        self.rank_stats = [{"rank": int(r), "batches": int(b), "tokens": int(t)} for r, b, t in gathered]
+
+    # ------------------------------------------------------------------------------- validation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, n = causal_lm_loss(self.model, batch, fast_head=self.fast_head)
-        self._val_loss_sum += float(loss) * n
-        self._val_tokens += n
+        loss, n, extra = self.compute_loss(batch, training=False)
+        for key, value in {"loss": loss, **extra}.items():
+            self._val_sums[key] = self._val_sums.get(key, 0.0) + float(value) * n
+        self._val_weight += n
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        loss = self._val_loss_sum / max(self._val_tokens, 1)  # token-weighted over the whole split
-        self._val_loss_sum, self._val_tokens = 0.0, 0
-        values = dict(self.val_scorer(self.model)) if self.val_scorer is not None else {}
-        values["val/loss"] = loss
+        keys = sorted(self._val_sums)
+        # Weighted over the whole split: summed over the ranks' shards (Lightning's reduce; one process: as is).
+        sums = torch.tensor([self._val_sums[k] for k in keys] + [float(self._val_weight)], dtype=torch.float64)
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        self._val_sums, self._val_weight = {}, 0
+        weight = max(float(sums[-1]), 1.0)
+        values = {f"val/{k}": float(v) / weight for k, v in zip(keys, sums[:-1].tolist())}
+        if self.val_scorer is not None:
+            # The task metrics see the whole split on rank 0; the other ranks get the same values.
+            scored = self.val_scorer(self.model) if self.trainer.is_global_zero else None
+            values.update(self.trainer.strategy.broadcast(scored, src=0))
+        loss = values.get("val/loss", math.nan)
         for key, value in values.items():
-            self.log(key, value, prog_bar=True)
+            self.log(key, value, prog_bar=key in ("val/loss", self.monitor))
         # A small metric on a small validation split ties often (e.g. 1.0 from epoch 0 on); among equal
         # scores the lower validation loss wins, so a tie never keeps an earlier, less trained epoch.
         # Compared as a tuple, exactly; Lightning's callbacks then monitor an integer rank.
@@ -103,6 +172,7 @@ class CausalLMModule(L.LightningModule):
         """The validation values of the epoch the selection key prefers (the first of equals)."""
         return min(self.history, key=lambda h: h[SELECT_KEY]) if self.history else None
 
+    # -------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:
         from transformers import get_scheduler
 
@@ -118,6 +188,16 @@ class CausalLMModule(L.LightningModule):
         sched = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    # ------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        # Only the trained parameters (an adapter checkpoint is megabytes, not the whole base model).
+        self.checkpoint_names |= {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in self.checkpoint_names}
+        checkpoint["ftframe"] = {"history": self.history, "best_key": self._best_key, "best_rank": self._best_rank}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("ftframe")
+        if state:
+            self.history = list(state["history"])
+            self._best_key = tuple(state["best_key"]) if state["best_key"] is not None else None
+            self._best_rank = int(state["best_rank"])

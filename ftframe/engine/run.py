@@ -26,6 +26,7 @@ from ftframe.engine.data_source import data_format
 from ftframe.engine.evaluate import evaluate
 from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
+from ftframe.engine.ranks import is_global_zero
 from ftframe.errors import DataError, PluginError
 from ftframe.io import write_json, write_jsonl, write_text
 from ftframe.manifest import file_hashes, model_file_hashes, new_manifest, now
@@ -90,6 +91,8 @@ def run(cfg: DictConfig, run_dir: str | Path, *, pm: Any = None) -> RunResult:
     pm = pm or get_plugin_manager()
     registry = Registry(pm)
     validate(cfg, registry)
+    if not is_global_zero():
+        return _train_worker(cfg, run_dir, registry, pm)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("threads"):  # before the manifest, which records the thread count (it can change the numbers)
@@ -130,6 +133,38 @@ def run(cfg: DictConfig, run_dir: str | Path, *, pm: Any = None) -> RunResult:
             con.print(f"[red]{exc}[/]")  # do not hide the run's own error behind an observer's
     _summary(con, cfg, result)
     return result
+
+
+def _train_worker(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any) -> RunResult:
+    """A process of a distributed run other than rank 0: the same data preparation, then training only.
+
+    Rank 0 writes every file of the run, evaluates and exports; the other ranks join its training
+    (Lightning's strategy) and return. Their preflight report goes to a scratch dir that is discarded.
+    """
+    import tempfile
+
+    from rich.console import Console
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    seed_everything(int(cfg.seed), workers=True, verbose=False)
+    fmt, _ = data_format(cfg.data, registry, pm)
+    loaded = fmt.load()
+    splits, _ = prepare_data(cfg, loaded, file_loader(cfg.data, registry, pm))
+    with tempfile.TemporaryDirectory(prefix="ftframe-rank-") as scratch:
+        splits = preflight_stage(cfg, Path(scratch), Console(quiet=True), registry, loaded, splits, {}, {})
+    backend = registry.create("backend", str(cfg.backend.name), cfg.backend)
+    # The metrics only decide which way the monitored value is better (rank 0 scores and broadcasts).
+    metrics = {name: registry.create("metric", name, opts) for name, opts in cfg.metrics.items()}
+    job = TrainJob(config=cfg, model_source=registry.create("model_source", str(cfg.model.name), cfg.model),
+                   train=splits["train"], val=splits["val"], task=_task_info(cfg, splits["train"]), metrics=metrics,  # type: ignore[arg-type]
+                   run_dir=run_dir, seed=int(cfg.seed), trainer_config=cfg.trainer, eval_config=cfg.eval, pm=pm)
+    try:
+        trained = backend.train(job)  # type: ignore[attr-defined]
+    finally:
+        job.release_model()
+        gc.collect()
+    return RunResult(status="succeeded", run_dir=run_dir, metrics={"train": trained.info})
 
 
 def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con: Any,

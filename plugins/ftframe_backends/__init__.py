@@ -1,1 +1,1 @@
-"""First-party local training backends on the Lightning engine."""
+"""First-party local training backends on the Lightning engine: lora, qlora, full, dpo."""

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ftframe.api import Backend, Predictor, TrainedModel
-from ftframe.config import one_of
+from ftframe.api import LoadedModel
+from ftframe.engine import TrainHyperparams
 from ftframe.errors import ConfigError
-from ftframe.engine import LocalPredictor, TrainHyperparams, TrainJob, fit_local
-from ftframe.engine.hparams import PRECISIONS, SCHEDULERS, resolve_precision
+from ftframe_backends.local import LocalBackend
 
 
 @dataclass
@@ -18,25 +17,25 @@ class LoraConfig(TrainHyperparams):
     """LoRA rank."""
     alpha: int = 32
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
-    dropout: float = 0.0
-    """LoRA dropout; 0.05 cost 26% of training throughput on the CPU, for little gain on small data."""
     target_modules: Any = "all-linear"
-    """``all-linear`` or a list of module names (e.g. ``[q_proj, v_proj]``)."""
+    """``all-linear`` (every Linear layer of the decoder, not the output head) or a list of module names
+    (e.g. ``[q_proj, v_proj]``)."""
     layers: list[int] | None = None
     """Only adapt these decoder layers (null: all)."""
     last_layers: int | None = None
     """Only adapt the last N decoder layers: the backward pass then stops N layers down, which makes
     a step much cheaper on a CPU. Exclusive with ``layers``."""
     use_dora: bool = False
-    """Weight-decomposed LoRA (DoRA)."""
+    """Weight-decomposed LoRA (DoRA): a trained magnitude per output besides the low-rank direction."""
 
     def __post_init__(self) -> None:
-        one_of("backend.precision", self.precision, PRECISIONS)
-        one_of("backend.scheduler", self.scheduler, SCHEDULERS)
+        self.check_hyperparams()
         if self.layers and self.last_layers:
             raise ConfigError("backend.layers and backend.last_layers are exclusive; set one of them.")
         if self.last_layers is not None and self.last_layers < 1:
             raise ConfigError(f"backend.last_layers must be at least 1, got {self.last_layers}.")
+        if self.r < 1:
+            raise ConfigError(f"backend.r must be at least 1, got {self.r}.")
 
 
 def linear_module_names(model: Any) -> list[str]:
@@ -44,24 +43,26 @@ def linear_module_names(model: Any) -> list[str]:
     import torch
 
     head = model.get_output_embeddings()
+    linear = (torch.nn.Linear,)
+    try:  # 4-bit layers of a quantised base are Linear subclasses in bitsandbytes; be explicit anyway
+        import bitsandbytes as bnb
+
+        linear += (bnb.nn.Linear4bit,)
+    except ImportError:
+        pass
     return sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-                   if isinstance(mod, torch.nn.Linear) and mod is not head})
+                   if isinstance(mod, linear) and mod is not head})
 
 
-def load_dtype(precision: str) -> str:
-    # bf16-true holds the frozen base in bf16; the adapter stays fp32 (PEFT's autocast_adapter_dtype).
-    return "bf16" if resolve_precision(precision) == "bf16-true" else "fp32"
+class LoraBackend(LocalBackend):
+    """Low-rank adapters on a frozen base (PEFT), trained with the task metric steering the best epoch.
 
-
-class LoraBackend(Backend):
-    """Low-rank adapters on a frozen base (PEFT), trained with the task metric steering the best epoch."""
+    With ``precision`` ``bf16-true`` (what ``auto`` picks on hardware with bf16 maths) the frozen base is
+    held in bf16 and the adapter weights in fp32."""
 
     name = "lora"
     Config = LoraConfig
-
-    def baseline(self, job: TrainJob) -> Predictor:
-        m = job.load_model(load_dtype(self.config.precision))
-        return LocalPredictor(m.model, m.tokenizer, name=f"{m.name} (base)", batch_size=job.eval_config.batch_size)
+    label = "LoRA"
 
     def peft_config(self, model: Any) -> Any:
         from peft import LoraConfig as PeftLoraConfig
@@ -77,21 +78,8 @@ class LoraBackend(Backend):
         return PeftLoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=target,
                               layers_to_transform=layers, use_dora=c.use_dora, task_type="CAUSAL_LM")
 
-    def train(self, job: TrainJob) -> TrainedModel:
+    def prepare(self, loaded: LoadedModel) -> Any:
         from peft import get_peft_model
 
-        loaded = job.load_model(load_dtype(self.config.precision))
-        model = get_peft_model(loaded.model, self.peft_config(loaded.model), autocast_adapter_dtype=True)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        fit = fit_local(job, model, loaded.tokenizer, self.config)
-        info = {"backend": self.name, "precision": resolve_precision(self.config.precision),
-                "trainable_params": trainable, "total_params": total,
-                "epochs_run": fit.epochs_run, "steps": fit.steps, "train_seconds": round(fit.train_seconds, 2),
-                "trained_tokens": fit.trained_tokens, "truncated": fit.truncated,
-                "tokens_per_second": round(fit.trained_tokens / max(fit.train_seconds, 1e-9), 1),
-                "best_checkpoint": fit.best_checkpoint, "best_score": fit.best_score, "monitor": fit.monitor,
-                "base_model": loaded.name}
-        predictor = LocalPredictor(model, loaded.tokenizer, name=f"{loaded.name} + LoRA",
-                                   batch_size=job.eval_config.batch_size)
-        return TrainedModel(predictor=predictor, model=model, tokenizer=loaded.tokenizer, kind="adapter", info=info)
+        # autocast_adapter_dtype: adapter weights in fp32 even when the base is bf16.
+        return get_peft_model(loaded.model, self.peft_config(loaded.model), autocast_adapter_dtype=True)

@@ -1,0 +1,138 @@
+"""Memory preflight: estimate what training will need before it starts, and refuse what cannot fit.
+
+The estimate is for the model as it will train (the backend has already chosen trainable parameters,
+dtypes and quantisation), so one function serves LoRA, QLoRA, full fine-tuning and DPO:
+
+* parameters: the bytes the weights occupy now (4-bit weights count at their packed size);
+* gradients: one fp32 value per trainable parameter; optimizer: AdamW keeps two more;
+* activations: per layer that the backward pass goes through, ``s·b·h·(34 + 5·a·s/h)`` bytes at 16 bits
+  (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 2),
+  scaled to the activation dtype; with gradient checkpointing only each layer's input is kept plus one
+  layer's full activations;
+* logits: the vocabulary head's output and its gradient in fp32 at the positions it runs on.
+
+It is an estimate (allocator overhead, fragmentation and the framework are not counted, so the check
+keeps a 10% margin), meant to stop a run that would be killed by the kernel or CUDA minutes in, with
+a message that says what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ftframe.errors import InsufficientMemory
+
+GiB = 1024**3
+MARGIN = 1.1
+
+
+@dataclass
+class MemoryEstimate:
+    parameters: int
+    """Bytes; counted in ``needed`` only when the weights still have to move to the device."""
+    gradients: int
+    optimizer: int
+    activations: int
+    logits: int
+    available: int
+    device: str
+    weights_resident: bool
+    """The weights already occupy the memory ``available`` was measured in (CPU training)."""
+
+    @property
+    def needed(self) -> int:
+        extra = self.gradients + self.optimizer + self.activations + self.logits
+        return extra if self.weights_resident else extra + self.parameters
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "needed": self.needed}
+
+    def describe(self) -> str:
+        gb = lambda n: f"{n / GiB:.2f} GiB"
+        return (f"parameters {gb(self.parameters)}{' (already loaded)' if self.weights_resident else ''}, "
+                f"gradients {gb(self.gradients)}, optimizer {gb(self.optimizer)}, "
+                f"activations {gb(self.activations)}, logits {gb(self.logits)}; "
+                f"needed {gb(self.needed)} of {gb(self.available)} available on {self.device}")
+
+
+def _decoder_layers(model: Any) -> list[Any]:
+    for module in model.modules():
+        layers = getattr(module, "layers", None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+            return list(layers)
+    return []
+
+
+def available_memory(device: str) -> int:
+    """Free memory on the training device: CUDA's free memory, else the host's available RAM (psutil)."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info()[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointing: bool, device: str = "cpu",
+             available: int | None = None, fast_head: bool = True, sequences_per_item: int = 1) -> MemoryEstimate:
+    """What training ``model`` on ``batch_size`` x ``seq_len`` tokens needs (``sequences_per_item``: 2 for
+    preference pairs, which run chosen and rejected together)."""
+    params = list(model.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    grads = 4 * trainable
+    optim = 8 * trainable  # AdamW: exp_avg and exp_avg_sq, fp32
+    cfg = getattr(model, "config", None)
+    hidden = int(getattr(cfg, "hidden_size", 0) or 0)
+    heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
+    vocab = int(getattr(cfg, "vocab_size", 0) or 0)
+    layers = _decoder_layers(model)
+    # The backward pass reaches down to the lowest layer that has a trainable parameter.
+    first = next((i for i, layer in enumerate(layers) if any(p.requires_grad for p in layer.parameters())),
+                 len(layers))
+    deep = len(layers) - first
+    b, s = batch_size * sequences_per_item, seq_len
+    act_bytes = max((p.element_size() for p in params if p.is_floating_point()), default=4)
+    per_layer = s * b * hidden * (34 + 5 * heads * s / max(hidden, 1)) * act_bytes / 2
+    if gradient_checkpointing:
+        activations = deep * s * b * hidden * act_bytes + (per_layer if deep else 0)
+    else:
+        activations = deep * per_layer
+    positions = b * s // 2 if fast_head else b * s  # the fast head runs at trained positions only
+    logits = 2 * 4 * positions * vocab if trainable else 0
+    on_cpu = not device.startswith("cuda")
+    avail = available if available is not None else available_memory(device)
+    return MemoryEstimate(param_bytes, grads, optim, int(activations), logits, int(avail), device, on_cpu)
+
+
+def preflight(model: Any, *, mode: str, backend: str, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+              device: str = "cpu", available_gb: float | None = None, fast_head: bool = True,
+              sequences_per_item: int = 1, warn: Any = print) -> MemoryEstimate | None:
+    """Estimate and check; ``mode`` is ``error`` (raise :class:`InsufficientMemory`), ``warn`` or ``off``."""
+    if mode == "off":
+        return None
+    available = int(available_gb * GiB) if available_gb is not None else None
+    est = estimate(model, batch_size=batch_size, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing,
+                   device=device, available=available, fast_head=fast_head, sequences_per_item=sequences_per_item)
+    if est.needed * MARGIN <= est.available:
+        return est
+    hints = []
+    if backend not in ("qlora",):
+        hints.append("backend=qlora (a 4-bit base)")
+    if backend == "full":
+        hints.append("backend=lora (train an adapter, not every weight)")
+    if batch_size > 1:
+        hints.append(f"a smaller batch (backend.batch_size={max(1, batch_size // 2)} with "
+                     f"backend.grad_accum doubled keeps the effective batch)")
+    if not gradient_checkpointing:
+        hints.append("backend.gradient_checkpointing=true")
+    hints.append(f"a shorter backend.max_length (now {seq_len})")
+    message = (f"Training will not fit in memory: {est.describe()}. Try " + "; or ".join(hints)
+               + ". To run anyway set backend.memory_check=warn (or backend.memory_available_gb=N to plan "
+               "for another amount).")
+    if mode == "error":
+        raise InsufficientMemory(message)
+    warn(f"warning: {message}")
+    return est

@@ -1,0 +1,121 @@
+"""Full fine-tuning: every weight trained, optionally with the first layers frozen and unfrozen
+progressively (a Lightning ``BaseFinetuning`` callback)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from lightning.pytorch.callbacks import BaseFinetuning
+
+from ftframe.api import LoadedModel
+from ftframe.engine import TrainHyperparams
+from ftframe.errors import ConfigError
+from ftframe_backends.local import LocalBackend, set_dropout
+
+
+@dataclass
+class FullConfig(TrainHyperparams):
+    freeze_layers: int = 0
+    """Keep the first N decoder layers frozen (0: train every layer)."""
+    freeze_embeddings: bool = False
+    """Keep the input embeddings frozen (with tied embeddings this freezes the output head too)."""
+    unfreeze_per_epoch: int = 0
+    """Progressive unfreezing: at the start of each epoch after the first, unfreeze this many more of the
+    frozen layers, from the top down (0: they stay frozen)."""
+
+    auto_precision: ClassVar[str] = "bf16-mixed"
+    # precision=auto: bf16 autocast with fp32 weights; bf16-true holds (and updates) every weight in bf16.
+
+    def __post_init__(self) -> None:
+        self.check_hyperparams()
+        for key in ("freeze_layers", "unfreeze_per_epoch"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"backend.{key} must not be negative, got {getattr(self, key)}.")
+        if self.unfreeze_per_epoch and not self.freeze_layers:
+            raise ConfigError("backend.unfreeze_per_epoch needs frozen layers to unfreeze: set backend.freeze_layers.")
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise ConfigError(f"backend=full: cannot find the decoder layers of {type(model).__name__} "
+                          "(expected model.model.layers); use backend.freeze_layers=0.")
+    return list(layers)
+
+
+class ProgressiveUnfreezing(BaseFinetuning):
+    """Unfreeze ``per_epoch`` more of ``frozen`` (bottom-up order) at each epoch start, top layers first.
+
+    The new parameters join the optimizer as a param group at the current learning rate and follow the
+    schedule from then on (the ULMFiT recipe; Lightning's ``BackboneFinetuning`` does the same for one
+    backbone at one epoch).
+    """
+
+    def __init__(self, frozen: list[Any], per_epoch: int, weight_decay: float):
+        super().__init__()
+        self.frozen, self.per_epoch, self.weight_decay = frozen, per_epoch, weight_decay
+
+    def due(self, epoch: int) -> list[Any]:
+        """The layers that become trainable at the start of ``epoch``."""
+        n = len(self.frozen)
+        before, now = min(n, self.per_epoch * max(epoch - 1, 0)), min(n, self.per_epoch * epoch)
+        return self.frozen[n - now:n - before]
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # Checkpoints keep these layers too, so restoring an earlier best epoch also restores them.
+        ids = {id(p) for layer in self.frozen for p in layer.parameters()}
+        pl_module.checkpoint_names |= {n for n, p in pl_module.named_parameters() if id(p) in ids}
+
+    def freeze_before_training(self, pl_module: Any) -> None:
+        self.freeze(self.frozen, train_bn=False)
+
+    def finetune_function(self, pl_module: Any, epoch: int, optimizer: Any) -> None:
+        layers = self.due(epoch)
+        if layers:
+            base = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+            self.unfreeze_and_add_param_group(layers, optimizer, lr=optimizer.param_groups[0]["lr"])
+            if len(optimizer.param_groups) > 0:
+                optimizer.param_groups[-1].update(initial_lr=base, weight_decay=self.weight_decay)
+        # transformers' schedulers are LambdaLR with one factor per param group: give new groups the same
+        # schedule (also after a resume, when the restored groups outnumber the fresh scheduler's).
+        for config in pl_module.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            lambdas = getattr(sched, "lr_lambdas", None)
+            while lambdas is not None and len(lambdas) < len(optimizer.param_groups):
+                group = optimizer.param_groups[len(lambdas)]
+                lambdas.append(lambdas[0])
+                if len(sched.base_lrs) < len(lambdas):
+                    sched.base_lrs.append(group.get("initial_lr", group["lr"]))
+
+
+class FullBackend(LocalBackend):
+    """Every weight of the model trained (optimizer state: 8 bytes per parameter more)."""
+
+    name = "full"
+    Config = FullConfig
+    kind = "full"
+    label = "full fine-tuning"
+
+    def prepare(self, loaded: LoadedModel) -> Any:
+        model, c = loaded.model, self.config
+        set_dropout(model, c.dropout)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if c.freeze_embeddings:
+            model.get_input_embeddings().requires_grad_(False)
+        if c.freeze_layers:
+            layers = decoder_layers(model)
+            if c.freeze_layers >= len(layers):
+                raise ConfigError(f"backend.freeze_layers={c.freeze_layers} freezes every one of the "
+                                  f"{len(layers)} layers; use fewer.")
+            for layer in layers[:c.freeze_layers]:
+                layer.requires_grad_(False)
+        return model
+
+    def callbacks(self, model: Any) -> list[Any]:
+        c = self.config
+        if not c.unfreeze_per_epoch:
+            return []
+        return [ProgressiveUnfreezing(decoder_layers(model)[:c.freeze_layers], c.unfreeze_per_epoch, c.weight_decay)]

@@ -1,0 +1,69 @@
+"""What every local backend shares: loading the base, training through ``fit_local``, reporting."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ftframe.api import Backend, LoadedModel, Predictor, TrainedModel
+from ftframe.engine import CausalLMModule, LocalPredictor, TrainJob, fit_local
+
+
+def set_dropout(model: Any, p: float) -> None:
+    """Set every dropout of ``model`` (``nn.Dropout`` modules and attention dropout rates) to ``p``."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
+
+
+class LocalBackend(Backend):
+    """Base of the backends that train on the Lightning engine in this process.
+
+    A subclass sets ``name``, ``Config`` (a :class:`ftframe.engine.TrainHyperparams` subclass) and
+    ``label``, and implements :meth:`prepare` (choose what trains: adapters, layers, quantisation);
+    ``module_cls`` is the training objective.
+    """
+
+    kind: ClassVar[str] = "adapter"
+    """What :class:`TrainedModel` says was trained: ``adapter`` or ``full``."""
+    label: ClassVar[str] = ""
+    """Appended to the model name in predictors (``SmolLM2 + LoRA``)."""
+    module_cls: ClassVar[type[CausalLMModule]] = CausalLMModule
+
+    def precision(self) -> str:
+        return self.config.resolved_precision()
+
+    def load_dtype(self) -> str:
+        """The dtype the base weights are loaded in: bf16 for ``bf16-true`` (the trained weights stay fp32)."""
+        return "bf16" if self.precision() == "bf16-true" else "fp32"
+
+    def load(self, job: TrainJob) -> LoadedModel:
+        return job.load_model(self.load_dtype())
+
+    def baseline(self, job: TrainJob) -> Predictor:
+        m = self.load(job)
+        return LocalPredictor(m.model, m.tokenizer, name=f"{m.name} (base)", batch_size=job.eval_config.batch_size)
+
+    def prepare(self, loaded: LoadedModel) -> Any:
+        """The model to train, with its trainable parameters chosen."""
+        raise NotImplementedError
+
+    def callbacks(self, model: Any) -> list[Any]:
+        """Extra Lightning callbacks for this backend's training."""
+        return []
+
+    def train(self, job: TrainJob) -> TrainedModel:
+        loaded = self.load(job)
+        model = self.prepare(loaded)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        fit = fit_local(job, model, loaded.tokenizer, self.config, module_cls=self.module_cls,
+                        callbacks=self.callbacks(model), backend=self.name)
+        info = {"backend": self.name, "precision": self.precision(), "trainable_params": trainable,
+                "total_params": total, **fit.info(), "base_model": loaded.name}
+        predictor = LocalPredictor(model, loaded.tokenizer, name=f"{loaded.name} + {self.label}",
+                                   batch_size=job.eval_config.batch_size)
+        return TrainedModel(predictor=predictor, model=model, tokenizer=loaded.tokenizer, kind=self.kind, info=info)
