@@ -68,7 +68,9 @@ def test_check_measures_throughput_and_warns_on_leakage(tmp_path, tiny_model_dir
     assert report["leakage"]["exact"] >= 1 and report["leakage"]["level"] == "warning"
     assert report["duplicates"]["groups"] == 4
     assert report["estimate"]["local"]["source"].startswith("measured")
-    assert report["estimate"]["local"]["seconds"] > 0
+    est = report["estimate"]
+    assert est["local"]["seconds"] == round(est["epochs"] * est["train_tokens_per_epoch"]
+                                            / est["local"]["tokens_per_second"], 1)
 
 
 def test_check_missing_file_is_a_clear_error(tmp_path, capsys):
