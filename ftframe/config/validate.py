@@ -43,9 +43,10 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
     golden = cfg.eval.get("golden")
     if golden and not Path(str(golden)).exists():
         out.append(f"eval.golden: file not found: {golden} (relative paths are taken from {Path.cwd()}).")
-    if cfg.split.test == 0 and not golden:
-        out.append("split.test is 0 but no golden set is configured: set eval.golden=FILE or give the test "
-                   "split a share.")
+    test_file = (cfg.split.get("files") or {}).get("test")
+    if cfg.split.test == 0 and not golden and not test_file:
+        out.append("split.test is 0 but there is no test file and no golden set: set split.files.test=FILE "
+                   "or eval.golden=FILE, or give the test split a share.")
     if cfg.task.type not in TASK_TYPES:
         out.append(f"task.type: {cfg.task.type!r} is not one of {', '.join(TASK_TYPES)}"
                    f"{did_you_mean(str(cfg.task.type), TASK_TYPES)}.")
