@@ -84,3 +84,22 @@ def test_a_label_set_is_required(f1):
 
 def test_higher_is_better(f1, acc):
     assert f1.higher_is_better and acc.higher_is_better
+
+
+def test_confusion_matrix_counts_and_png(f1, tmp_path):
+    from ftframe.api import MetricContext
+
+    task = TaskInfo("t", "classification", ["A", "B"])
+    p = preds([("A", "A"), ("A", "B"), ("A", "maybe"), ("B", "B"), ("B", "A")])
+    res = f1.compute(p, task, context=MetricContext(run_dir=tmp_path, prefix="baseline_"))
+    cm = res.details["confusion_matrix"]
+    assert cm == {"rows": ["A", "B"], "columns": ["A", "B", "(invalid)"], "counts": [[1, 1, 1], [1, 1, 0]]}
+    png = tmp_path / "baseline_confusion_matrix.png"
+    assert res.details["confusion_matrix_png"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "confusion_matrix_png" not in f1.compute(p, task).details  # no run dir (in-loop): no file
+
+
+def test_empty_predictions(f1, acc):
+    assert f1.compute([], TASK3).values == {"macro_f1": 0.0, "invalid_rate": 0.0}
+    assert acc.compute([], TASK3).values == {"accuracy": 0.0}
