@@ -9,6 +9,8 @@ import warnings
 NOISE = (
     r".*is_gradient_checkpointing.*", r".*LeafSpec.*", r".*does not have many workers.*",
     r".*smaller than the logging interval.*", r".*module\(s\) in eval mode.*", r".*limit_val_batches.*",
+    # The engine reduces validation values over the ranks itself (ftframe.engine.module).
+    r".*sync_dist=True.*", r".*all_gather is deprecated.*",
 )
 
 
@@ -23,5 +25,7 @@ def quiet_third_party() -> None:
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # bitsandbytes (imported by peft) warns on every CPU run that an optional kernels package is missing.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=pattern)
