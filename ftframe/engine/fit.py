@@ -118,7 +118,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train = module_cls.encode(tokenizer, job.train, hp.max_length)
     val = module_cls.encode(tokenizer, job.val, hp.max_length) if job.val else None
-    scorer = job.val_scorer(tokenizer) if val is not None and module_cls.task_validation else None
+    scorer = job.val_scorer(tokenizer, module_cls.val_predictor) if val is not None and module_cls.task_validation else None
     monitor, mode = job.val_monitor if scorer is not None else ("val/loss", "min")
     module = module_cls(model, hp, val_scorer=scorer, monitor=monitor, higher_is_better=(mode == "max"))
     if hp.gradient_checkpointing:

@@ -109,6 +109,14 @@ class CausalLMModule(L.LightningModule):
     def collate(items: Sequence[Any], pad_id: int) -> dict[str, torch.Tensor]:
         return collate(items, pad_id)
 
+    @classmethod
+    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int) -> Any:
+        """The predictor that scores the validation split with the task metrics (an objective whose model
+        answers differently, e.g. through a classification head, returns its own)."""
+        from ftframe.engine.predict import LocalPredictor
+
+        return LocalPredictor(model, tokenizer, batch_size=batch_size)
+
     def compute_loss(self, batch: dict[str, torch.Tensor], *, training: bool) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
         """``(loss, weight, extra values)``: the weight (trained tokens, pairs...) averages over batches."""
         loss, n = causal_lm_loss(self.model, batch, fast_head=self.fast_head,

@@ -133,3 +133,4 @@ class DpoBackend(LoraBackend):
     Config = DpoConfig
     label = "DPO"
     module_cls = DPOModule
+    classifier_head = False

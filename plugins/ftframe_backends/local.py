@@ -51,19 +51,25 @@ class LocalBackend(Backend):
         """The model to train, with its trainable parameters chosen."""
         raise NotImplementedError
 
+    def objective(self, job: TrainJob) -> type[CausalLMModule]:
+        """The training objective for ``job``: ``module_cls`` unless an option chooses another (e.g. a
+        classification head); its ``val_predictor`` also answers for the trained model."""
+        return self.module_cls
+
     def callbacks(self, model: Any) -> list[Any]:
         """Extra Lightning callbacks for this backend's training."""
         return []
 
     def train(self, job: TrainJob) -> TrainedModel:
+        module_cls = self.objective(job)
         loaded = self.load(job)
         model = self.prepare(loaded)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        fit = fit_local(job, model, loaded.tokenizer, self.config, module_cls=self.module_cls,
+        fit = fit_local(job, model, loaded.tokenizer, self.config, module_cls=module_cls,
                         callbacks=self.callbacks(model), backend=self.name)
         info = {"backend": self.name, "precision": self.precision(), "trainable_params": trainable,
                 "total_params": total, **fit.info(), "base_model": loaded.name}
-        predictor = LocalPredictor(model, loaded.tokenizer, name=f"{loaded.name} + {self.label}",
-                                   batch_size=job.eval_config.batch_size)
+        predictor = module_cls.val_predictor(model, loaded.tokenizer, job.eval_config.batch_size)
+        predictor.name = f"{loaded.name} + {self.label}"
         return TrainedModel(predictor=predictor, model=model, tokenizer=loaded.tokenizer, kind=self.kind, info=info)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ftframe.api import LoadedModel
 from ftframe.engine import TrainHyperparams
 from ftframe.errors import ConfigError
+from ftframe_backends.classifier import HEAD_NAME, classifier_objective, sequence_classifier
 from ftframe_backends.local import LocalBackend
+
+HEADS = ("lm", "classifier")
 
 
 @dataclass
@@ -27,6 +30,10 @@ class LoraConfig(TrainHyperparams):
     a step much cheaper on a CPU. Exclusive with ``layers``."""
     use_dora: bool = False
     """Weight-decomposed LoRA (DoRA): a trained magnitude per output besides the low-rank direction."""
+    head: str = "lm"
+    """``lm``: the model answers in text (the label as the reply; generation or label scoring).
+    ``classifier`` (classification tasks): a linear layer over the labels on the last prompt token's
+    hidden state, trained with the adapter on cross-entropy (docs/classification.md)."""
 
     def __post_init__(self) -> None:
         self.check_hyperparams()
@@ -34,6 +41,9 @@ class LoraConfig(TrainHyperparams):
             raise ConfigError("backend.layers and backend.last_layers are exclusive; set one of them.")
         if self.last_layers is not None and self.last_layers < 1:
             raise ConfigError(f"backend.last_layers must be at least 1, got {self.last_layers}.")
+        from ftframe.config import one_of
+
+        one_of("backend.head", self.head, HEADS)
         if self.r < 1:
             raise ConfigError(f"backend.r must be at least 1, got {self.r}.")
 
@@ -73,13 +83,37 @@ class LoraBackend(LocalBackend):
             n = int(model.config.num_hidden_layers)
             layers = list(range(max(0, n - c.last_layers), n))
         target = c.target_modules if isinstance(c.target_modules, str) else list(c.target_modules)
-        if layers is not None and target == "all-linear":
-            target = linear_module_names(model)  # peft takes layer subsets only with explicit names
+        classifier = c.head == "classifier"
+        if target == "all-linear" and (layers is not None or classifier):
+            # peft takes layer subsets only with explicit names; the classification head is trained
+            # whole (PEFT's modules_to_save for SEQ_CLS), never adapted.
+            target = [n for n in linear_module_names(model) if n != HEAD_NAME]
         return PeftLoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=target,
-                              layers_to_transform=layers, use_dora=c.use_dora, task_type="CAUSAL_LM")
+                              layers_to_transform=layers, use_dora=c.use_dora,
+                              task_type="SEQ_CLS" if classifier else "CAUSAL_LM")
+
+    classifier_head: ClassVar[bool] = True
+    """Whether ``backend.head=classifier`` is supported (its ``prepare`` builds the classifier model)."""
+
+    def objective(self, job: Any) -> Any:
+        if self.config.head != "classifier":
+            return self.module_cls
+        if not self.classifier_head:
+            raise ConfigError(f"backend.head=classifier is not supported by backend {self.name!r}; use "
+                              f"backend=lora.")
+        if job.task.type != "classification":
+            raise ConfigError(f"backend.head=classifier needs a classification task; task.type is "
+                              f"{job.task.type!r}.")
+        self._labels = list(job.task.labels or [])
+        return classifier_objective(self._labels)
 
     def prepare(self, loaded: LoadedModel) -> Any:
         from peft import get_peft_model
 
+        model = loaded.model
+        if self.config.head == "classifier":
+            tok = loaded.tokenizer
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            model = sequence_classifier(model, len(self._labels), pad)
         # autocast_adapter_dtype: adapter weights in fp32 even when the base is bf16.
-        return get_peft_model(loaded.model, self.peft_config(loaded.model), autocast_adapter_dtype=True)
+        return get_peft_model(model, self.peft_config(model), autocast_adapter_dtype=True)

@@ -57,6 +57,7 @@ class QloraBackend(LoraBackend):
     name = "qlora"
     Config = QloraConfig
     label = "QLoRA"
+    classifier_head = False
 
     def __init__(self, config: Any = None):
         super().__init__(config)

@@ -16,8 +16,20 @@ CONF = config_dir()
 YAMLS = sorted(p.relative_to(CONF) for p in CONF.rglob("*.yaml") if p.name != "config.yaml")
 
 
+BANKING77 = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "banking77"
+USER_DATA = {  # recipes that take the user's data paths (no data of their own)
+    "banking77": [f"data.path={BANKING77 / 'train.csv'}", f"split.files.test={BANKING77 / 'test.csv'}"],
+}
+
+
 def overrides_for(rel: Path) -> list[str]:
     group, option = rel.parent.as_posix(), rel.stem
+    if group == "task" and option in USER_DATA:
+        if not BANKING77.is_dir():
+            pytest.skip(f"{BANKING77} is not available")
+        return [f"+task={option}", *USER_DATA[option]]
+    if group == "sweep" and option.startswith("banking77"):  # a search for that recipe
+        return [*overrides_for(Path("task/banking77.yaml")), f"+sweep={option}"]
     if group in ("task", "sweep"):  # added with +, not in the defaults list
         return ["+task=triage", f"+{group}={option}"] if group == "sweep" else [f"+task={option}"]
     if group.startswith("hydra/"):  # launcher configs: the option name as Hydra spells groups

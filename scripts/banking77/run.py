@@ -1,0 +1,81 @@
+"""The BANKING77 10-shot benchmark (docs/benchmarks.md, "BANKING77 10-shot").
+
+Builds the 10-shot training file from ``../shared/datasets/banking77/train.csv`` (10 examples per intent,
+drawn with a fixed seed; the recipe carves its validation split from these 770 only) and runs
+``+task=banking77`` on it with the full 3,080-example test set as ``split.files.test``. Extra arguments go
+to ftframe unchanged (Hydra overrides, ``-m`` for a matrix)::
+
+    python scripts/banking77/run.py                                  # the recorded setting
+    python scripts/banking77/run.py seed=1 hydra.run.dir=/tmp/b77/s1
+    python scripts/banking77/run.py --search                         # the hyperparameter search
+    python scripts/banking77/run.py --make-only                      # only write the 10-shot file
+
+The test file is read by the final evaluation only: no choice (split, hyperparameters, epoch) sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("FTFRAME_SHARED", ROOT.parent / "shared"))
+BANKING = SHARED / "datasets" / "banking77"
+
+
+def few_shot(source: Path, out: Path, *, k: int, seed: int) -> Path:
+    """Write ``k`` rows per category of ``source`` (text, category) to ``out``, drawn with ``seed``.
+
+    Categories and their rows are taken in file order before drawing, so the same file and seed always
+    give the same subset."""
+    with source.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_label[row["category"]].append(row)
+    rng = random.Random(seed)
+    picked: list[dict[str, str]] = []
+    for label in sorted(by_label):
+        if len(by_label[label]) < k:
+            raise SystemExit(f"{source}: intent {label!r} has {len(by_label[label])} rows, fewer than k={k}")
+        picked += rng.sample(by_label[label], k)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "category": r["category"]} for r in picked)
+    tmp.replace(out)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--k", type=int, default=10, help="training examples per intent")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the k-shot draw")
+    p.add_argument("--out", default=str(ROOT / "outputs" / "banking77"), help="where the k-shot file goes")
+    p.add_argument("--make-only", action="store_true", help="write the k-shot file and stop")
+    p.add_argument("--search", action="store_true",
+                   help="run the hyperparameter search (conf/sweep/banking77_search.yaml) on the k-shot data "
+                        "alone: the test file is not passed")
+    args, overrides = p.parse_known_args()
+    train = few_shot(BANKING / "train.csv", Path(args.out) / f"train_{args.k}shot_seed{args.data_seed}.csv",
+                     k=args.k, seed=args.data_seed)
+    print(f"{args.k}-shot training file: {train}")
+    if args.make_only:
+        return 0
+    cmd = [sys.executable, "-m", "ftframe", "+task=banking77", f"data.path={train}"]
+    cmd += ["-m", "+sweep=banking77_search"] if args.search else [f"split.files.test={BANKING / 'test.csv'}"]
+    cmd += overrides
+    print(" ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
