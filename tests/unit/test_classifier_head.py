@@ -86,7 +86,7 @@ def test_head_option_errors(registry):
 def test_run_with_the_classifier_head_learns_the_toy_task(tmp_path, tiny_model_dir):
     data = write_chat_jsonl(tmp_path / "data.jsonl", toy_classification_rows(12))
     result = run_tiny(tmp_path / "run", tiny_run_overrides(
-        tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[]",
+        tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[adapter]",
                                  "backend.epochs": 6, "backend.lr": 2e-2, "backend.early_stopping_patience": "null"}))
     assert result.ok, result.error
     assert result.metrics["values"]["accuracy"] == 1.0
@@ -94,3 +94,7 @@ def test_run_with_the_classifier_head_learns_the_toy_task(tmp_path, tiny_model_d
     assert train["monitor"] == "val/macro_f1" and train["best_score"] == 1.0  # in-loop validation via the head
     preds = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert all(p["predicted"] in LABELS and set(p["scores"]) == set(LABELS) for p in preds)
+    # The adapter export carries the head and was verified by reloading (class logits equal).
+    assert result.exports["adapter"]["verified"] is True
+    adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "SEQ_CLS" and "score" in adapter["modules_to_save"]
