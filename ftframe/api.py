@@ -288,6 +288,10 @@ class ModelSource(Plugin):
 class Backend(Plugin):
     """Turns data and a model into a tuned model."""
 
+    kind: ClassVar[str] = "adapter"
+    """What ``train`` produces (``TrainedModel.kind``): ``adapter`` (weights on a frozen base), ``full``
+    (all weights) or ``remote`` (a model id at a provider). Validation checks exporters against it."""
+
     def baseline(self, job: Any) -> Predictor:
         """A predictor for the untuned model, for the baseline evaluation."""
         raise NotImplementedError
@@ -345,6 +349,10 @@ class Judge(Plugin):
 
 class Exporter(Plugin):
     """Writes the result somewhere useful, below the run dir."""
+
+    accepts: ClassVar[frozenset[str] | None] = None
+    """The backend kinds (``Backend.kind``) it can export; ``None``: any. Checked before a run starts,
+    so a paid or long training job never ends in an exporter that cannot handle its result."""
 
     def export(self, ctx: ExportContext) -> ExportResult:
         raise NotImplementedError

@@ -66,6 +66,23 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
     if any(s < 0 or s > 1 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         out.append(f"split: train + val + test must be 1 with each in [0, 1]; got {shares}.")
     out += transform_problems(cfg)
+    out += _exporter_problems(cfg, registry)
+    return out
+
+
+def _exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
+    """Exporters that cannot handle what the configured backend produces (e.g. ``adapter`` after ``full``)."""
+    backend = (cfg.get("backend") or {}).get("name")
+    if backend is None or backend not in registry.classes["backend"]:
+        return []
+    kind = registry.get("backend", str(backend)).kind
+    out = []
+    for name in cfg.get("exporters") or {}:
+        cls = registry.classes["exporter"].get(str(name))
+        if cls is not None and cls.accepts is not None and kind not in cls.accepts:
+            usable = [n for n, c in sorted(registry.classes["exporter"].items()) if c.accepts is None or kind in c.accepts]
+            out.append(f"exporters.{name}: backend {backend!r} produces a {kind!r} model, which {name!r} cannot "
+                       f"export (it takes {', '.join(sorted(cls.accepts))}). Use exporters=[{','.join(usable)}].")
     return out
 
 

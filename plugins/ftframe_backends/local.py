@@ -27,8 +27,6 @@ class LocalBackend(Backend):
     ``module_cls`` is the training objective.
     """
 
-    kind: ClassVar[str] = "adapter"
-    """What :class:`TrainedModel` says was trained: ``adapter`` or ``full``."""
     label: ClassVar[str] = ""
     """Appended to the model name in predictors (``SmolLM2 + LoRA``)."""
     module_cls: ClassVar[type[CausalLMModule]] = CausalLMModule

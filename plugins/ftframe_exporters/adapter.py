@@ -25,6 +25,7 @@ class AdapterExporter(Exporter):
     ``PeftModel.from_pretrained`` and checks every tensor, and the logits and greedy output, are exactly equal."""
 
     name = "adapter"
+    accepts = frozenset({"adapter"})
     Config = AdapterConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:

@@ -169,6 +169,7 @@ class GgufExporter(Exporter):
     loader and checks it against the in-memory model."""
 
     name = "gguf"
+    accepts = frozenset({"adapter", "full"})
     Config = GgufConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:

@@ -31,6 +31,7 @@ class MergedExporter(Exporter):
     ``AutoModelForCausalLM.from_pretrained`` and checks it against the in-memory model."""
 
     name = "merged"
+    accepts = frozenset({"adapter", "full"})
     Config = MergedConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:

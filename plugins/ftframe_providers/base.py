@@ -98,6 +98,7 @@ class ProviderConfig:
 
 
 class ProviderBackend(Backend):
+    kind = "remote"
     """Template of a provider backend: subclasses name the provider and build its client and job body."""
 
     provider: ClassVar[str] = ""
@@ -162,7 +163,7 @@ class ProviderBackend(Backend):
                                                  if remote.finished_at and remote.created_at else None),
                 "tokens_per_second": None, "checkpoints": checkpoints, "cost_estimate": estimate}
         predictor = self.predictor(client, remote.model_id, f"{remote.model_id} ({self.provider})")
-        return TrainedModel(predictor=predictor, kind="remote", remote_id=remote.model_id, info=info)
+        return TrainedModel(predictor=predictor, kind=self.kind, remote_id=remote.model_id, info=info)
 
     # ------------------------------------------------------------------ steps
     def predictor(self, client: ProviderClient, model: str, name: str) -> ChatPredictor:

@@ -140,3 +140,23 @@ def test_cli_prints_one_friendly_error(repo_root, tmp_path, override, expected):
     assert proc.stderr.startswith("error: ")
     assert "Traceback" not in proc.stderr
     assert not run_dir.exists()  # stopped before Hydra started the job
+
+
+@pytest.mark.parametrize(("overrides", "bad"), [
+    (["backend=full", "exporters=[adapter,model_card]"], "exporters.adapter: backend 'full' produces a 'full'"),
+    (["backend=openai", "backend.model=gpt-4o-mini-2024-07-18", "eval.mode=generate", "exporters=[merged]"],
+     "exporters.merged: backend 'openai' produces a 'remote'"),
+])
+def test_exporter_that_cannot_handle_the_backend_is_refused_before_training(pm, registry, data_file, overrides, bad):
+    found = problems(compose([f"data.path={data_file}", *overrides], pm=pm), registry)
+    match = [p for p in found if p.startswith(bad)]
+    assert match, found
+    refused = bad.split(":")[0].split(".")[1]
+    suggestion = match[0].split("Use exporters=[")[1]
+    assert refused not in suggestion and "model_card" in suggestion
+
+
+def test_exporters_matching_the_backend_pass(pm, registry, data_file):
+    for overrides in (["backend=full", "exporters=[merged,gguf,model_card]"], ["exporters=[adapter,merged]"]):
+        found = problems(compose([f"data.path={data_file}", *overrides], pm=pm), registry)
+        assert not [p for p in found if p.startswith("exporters.")], found
