@@ -90,8 +90,9 @@ def _callbacks(job: Any, hp: TrainHyperparams, has_val: bool) -> tuple[list[Any]
     epoch_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=SELECT_KEY if has_val else None,
                                  mode="min", save_top_k=1 if has_val else 0, save_last=True,
                                  auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks: list[Any] = [LearningRateMonitor(logging_interval="step"), epoch_ckpt,
-                            InterruptCheckpoint(ckpt_dir / LAST)]
+    callbacks: list[Any] = [epoch_ckpt, InterruptCheckpoint(ckpt_dir / LAST)]
+    if job.config.get("logger") is not None:  # Lightning refuses a LearningRateMonitor without a logger
+        callbacks.insert(0, LearningRateMonitor(logging_interval="step"))
     every = tcfg.get("checkpoint_every_n_steps")
     if every:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=int(every),

@@ -51,3 +51,9 @@ def test_mlflow_local_store(tmp_path, overrides, monkeypatch):
     assert "val/loss" in logged.data.metrics and "train/loss_step" in logged.data.metrics
     assert len(client.get_metric_history(logged.info.run_id, "val/loss")) == 2
     assert Path(experiment.artifact_location.removeprefix("file://")).is_relative_to(run.run_dir.resolve())
+
+
+def test_no_logger_trains_and_writes_no_logs(tmp_path, overrides):
+    run = run_tiny(tmp_path / "run", [*overrides, "~logger"])
+    assert run.ok and run.metrics["train"]["steps"] > 0
+    assert not (run.run_dir / "logs").exists()
