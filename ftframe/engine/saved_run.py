@@ -72,8 +72,7 @@ class SavedRun:
         path = self.run_dir / f"{prefix}predictions.jsonl"
         if not path.is_file():
             return []
-        return [Prediction(index=r["index"], prompt=r["input"], gold=r.get("gold"), predicted=r["predicted"],
-                           source=r.get("source", ""), scores=r.get("scores")) for r in _read_jsonl(path)]
+        return [Prediction.from_record(r) for r in _read_jsonl(path)]
 
     def metrics(self) -> dict[str, Any]:
         """``metrics.json`` (test/baseline/train/data); empty when the file is absent."""
