@@ -8,6 +8,10 @@ from typing import ClassVar
 PRECISIONS = ("auto", "fp32", "bf16-mixed", "bf16-true")
 SCHEDULERS = ("cosine", "linear", "constant")
 MEMORY_CHECKS = ("error", "warn", "off")
+ATTENTIONS = ("auto", "eager", "sdpa")
+EAGER_MAX_TOKENS = 256
+"""``attention=auto`` trains with eager attention on the CPU up to this sequence length (its ``[batch,
+heads, length, length]`` score tensors are kept for the backward pass, so longer rows use ``sdpa``)."""
 
 
 def hardware_bf16() -> bool:
@@ -74,6 +78,11 @@ class TrainHyperparams:
     """Batch examples of similar length together (less padding; exact)."""
     fast_head: bool = True
     """Compute the LM head and loss only at trained positions (exact; the vocabulary head is costly)."""
+    attention: str = "auto"
+    """Attention kernel while training: ``eager`` (plain matmul + softmax), ``sdpa`` (PyTorch's fused
+    kernel) or ``auto`` (``eager`` on the CPU for rows up to 256 tokens, else ``sdpa``). On the CPU,
+    sdpa's backward pass with a padding mask measured 2x slower for short rows than eager attention
+    (docs/benchmarks.md). Evaluation keeps the model's own setting."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them: far less
     activation memory for ~30% more compute."""
@@ -92,6 +101,7 @@ class TrainHyperparams:
         one_of("backend.precision", self.precision, PRECISIONS)
         one_of("backend.scheduler", self.scheduler, SCHEDULERS)
         one_of("backend.memory_check", self.memory_check, MEMORY_CHECKS)
+        one_of("backend.attention", self.attention, ATTENTIONS)
         for key in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"backend.{key} must be at least 1, got {getattr(self, key)}.")
@@ -110,6 +120,12 @@ class TrainHyperparams:
         if self.precision != "auto":
             return self.precision
         return self.auto_precision if resolve_precision("auto") != "fp32" else "fp32"
+
+    def training_attention(self, device: str, longest: int) -> str:
+        """The attention implementation to train with on ``device`` for rows of up to ``longest`` tokens."""
+        if self.attention != "auto":
+            return self.attention
+        return "eager" if device == "cpu" and longest <= EAGER_MAX_TOKENS else "sdpa"
 
     def lightning_precision(self) -> str:
         """Lightning's precision flag. For ``bf16-true`` the backend loads the weights in bf16 and keeps

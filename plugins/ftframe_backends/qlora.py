@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ftframe.api import LoadedModel
 from ftframe.config import one_of
@@ -28,6 +28,7 @@ class QloraConfig(LoraConfig):
     """4-bit data type of the frozen base: ``nf4`` (NormalFloat, for normally distributed weights) or ``fp4``."""
     double_quant: bool = True
     """Quantise the quantisation constants too (saves ~0.4 bits per parameter)."""
+    bf16_adapter_compute: ClassVar[bool] = False  # the 4-bit layers choose their own compute dtype
 
     def __post_init__(self) -> None:
         super().__post_init__()

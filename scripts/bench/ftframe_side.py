@@ -31,6 +31,8 @@ def args() -> argparse.Namespace:
     p.add_argument("--precision", default="auto", help="fp32, bf16-mixed, bf16-true or auto")
     p.add_argument("--no-fast-head", action="store_true", help="lever off: LM head over every position")
     p.add_argument("--no-group-by-length", action="store_true", help="lever off: random batches")
+    p.add_argument("--attention", default="auto", help="lever: training attention kernel (auto, eager, sdpa)")
+    p.add_argument("--adapter-compute", default="auto", help="lever: LoRA maths on the bf16 base (auto, bf16, fp32)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--eval-modes", default="one_by_one,batched,score",
                    help="comma list of one_by_one, batched, score ('' to skip evaluation)")
@@ -57,6 +59,7 @@ def main() -> None:
         "backend.scheduler=cosine", "backend.warmup_steps=1", "backend.dropout=0.0",
         f"backend.precision={a.precision}", "backend.max_length=512",
         f"backend.fast_head={not a.no_fast_head}", f"backend.group_by_length={not a.no_group_by_length}",
+        f"backend.attention={a.attention}", f"backend.adapter_compute={a.adapter_compute}",
         "trainer.enable_progress_bar=false", "eval.batch_size=32", "eval.max_new_tokens=12",
     ]
     cfg = compose(overrides, registry=registry)
@@ -76,7 +79,8 @@ def main() -> None:
         trained = backend.train(job)
     info = trained.info
     out: dict = {"system": "ftframe", "precision": info["precision"], "fast_head": not a.no_fast_head,
-                 "group_by_length": not a.no_group_by_length, "train_examples": len(train), "epochs": a.epochs,
+                 "group_by_length": not a.no_group_by_length,
+                 "attention": a.attention, "adapter_compute": cfg.backend.adapter_compute, "train_examples": len(train), "epochs": a.epochs,
                  "trained_tokens": info["trained_tokens"], "train_wall_s": info["train_seconds"],
                  "tokens_per_s": info["tokens_per_second"], "steps": info["steps"]}
     modes = [m for m in a.eval_modes.split(",") if m]
@@ -96,9 +100,9 @@ def main() -> None:
             out[f"eval_{mode}"] = {"seconds": round(seconds, 2), "accuracy": round(values["accuracy"], 4),
                                    "macro_f1": round(values["macro_f1"], 4)}
         if "one_by_one" in answers:
-            for mode in answers:
+            for mode, given in answers.items():
                 if mode != "one_by_one":
-                    same = sum(x == y for x, y in zip(answers[mode], answers["one_by_one"]))
+                    same = sum(x == y for x, y in zip(given, answers["one_by_one"]))
                     out[f"eval_{mode}"]["agrees_with_one_by_one"] = round(same / len(test), 4)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(out))

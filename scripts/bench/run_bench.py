@@ -33,13 +33,15 @@ BANKING = SHARED / "datasets" / "banking77"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:train:start -->", "<!-- bench:train:end -->"
 LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off against the default
-    "default (bf16-true, fast head, length grouping)": [],
-    "fp32 instead of bf16-true": ["--precision", "fp32"],
-    "bf16-mixed (autocast) instead of bf16-true": ["--precision", "bf16-mixed"],
+    "default (bf16 base, bf16 adapter maths, eager attention, fast head, length grouping)": [],
+    "adapter maths in fp32 (peft's casts)": ["--adapter-compute", "fp32"],
+    "sdpa attention while training": ["--attention", "sdpa"],
     "LM head over every position": ["--no-fast-head"],
     "random batches (no length grouping)": ["--no-group-by-length"],
-    "all levers off (fp32, full head, random batches)": ["--precision", "fp32", "--no-fast-head",
-                                                         "--no-group-by-length"],
+    "fp32 instead of a bf16 base": ["--precision", "fp32"],
+    "bf16-mixed (autocast on an fp32 base)": ["--precision", "bf16-mixed"],
+    "all levers off (fp32, sdpa, full head, random batches)": ["--precision", "fp32", "--attention", "sdpa",
+                                                               "--no-fast-head", "--no-group-by-length"],
 }
 
 
@@ -81,7 +83,7 @@ def body_params(model_dir: Path) -> int:
 
 def run_json(cmd: list[str]) -> dict:
     """Run one benchmark process; its last stdout line is its JSON result."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark process failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -177,23 +179,23 @@ def main() -> None:
 def markdown(r: dict) -> str:
     m, p0, o0 = r["median"], r["peer"][0], r["ftframe"][0]
     lines = [
-        f"Measured {r['when']} UTC on {r['machine']['cpu']} ({r['machine']['cores']} cores, torch "
+        (f"Measured {r['when']} UTC on {r['machine']['cpu']} ({r['machine']['cores']} cores, torch "
         f"{r['machine']['torch']}); {r['setup']['data']}; {r['setup']['lora']}, lr {r['setup']['lr']}, batch "
         f"{r['setup']['batch_size']}, cosine, {r['setup']['epochs']} epoch(s); medians of {r['setup']['reps']} "
-        f"alternating runs each. Reproduce: `make bench`.",
+        f"alternating runs each. Reproduce: `make bench`."),
         "",
         "| | peer (TRL SFTTrainer + PEFT, fp32) | ftframe (defaults) | ratio |",
         "|---|---|---|---|",
         f"| trained tokens/s | {m['peer_tokens_per_s']} | {m['ftframe_tokens_per_s']} | **{m['throughput_ratio']}x** |",
-        f"| training wall time (s) | {m['peer_train_wall_s']} | {m['ftframe_train_wall_s']} | "
-        f"{round(m['peer_train_wall_s'] / m['ftframe_train_wall_s'], 2)}x |",
-        f"| peak RSS (MB) | {m['peer_peak_rss_mb']} | {m['ftframe_peak_rss_mb']} | "
-        f"{round(m['ftframe_peak_rss_mb'] / m['peer_peak_rss_mb'], 2)} |",
+        (f"| training wall time (s) | {m['peer_train_wall_s']} | {m['ftframe_train_wall_s']} | "
+        f"{round(m['peer_train_wall_s'] / m['ftframe_train_wall_s'], 2)}x |"),
+        (f"| peak RSS (MB) | {m['peer_peak_rss_mb']} | {m['ftframe_peak_rss_mb']} | "
+        f"{round(m['ftframe_peak_rss_mb'] / m['peer_peak_rss_mb'], 2)} |"),
     ]
     if "accuracy" in p0 and "eval_one_by_one" in o0:
         g = o0["eval_one_by_one"]
-        lines += [f"| test accuracy / macro-F1 (greedy generation) | {p0['accuracy']} / {p0['macro_f1']} | "
-                  f"{g['accuracy']} / {g['macro_f1']} | |",
+        lines += [(f"| test accuracy / macro-F1 (greedy generation) | {p0['accuracy']} / {p0['macro_f1']} | "
+                  f"{g['accuracy']} / {g['macro_f1']} | |"),
                   f"| test evaluation, one by one (s) | {p0['eval_wall_s']} | {g['seconds']} | |"]
         lines += ["", "ftframe evaluation of the same tuned model:", "",
                   "| mode | seconds | speed-up vs one-by-one | accuracy | macro-F1 | same answer as one-by-one |",
@@ -204,10 +206,10 @@ def markdown(r: dict) -> str:
                 lines.append(f"| {mode.replace('_', ' ')} | {e['seconds']} | {round(g['seconds'] / e['seconds'], 1)}x | "
                              f"{e['accuracy']} | {e['macro_f1']} | {e.get('agrees_with_one_by_one', 1.0)} |")
     mfu, pk = r["mfu"], r["matmul_peak"]
-    lines += ["", f"Model FLOP utilisation: {mfu['model_gflops_per_s']} GFLOP/s of model work "
+    lines += ["", (f"Model FLOP utilisation: {mfu['model_gflops_per_s']} GFLOP/s of model work "
               f"(4 x {mfu['body_params']:,} decoder parameters x tokens/s) = **{mfu['vs_bf16_peak']:.1%}** of the "
               f"measured bf16 matmul peak ({pk['bf16_gflops']} GFLOP/s) and {mfu['vs_fp32_peak']:.1%} of the fp32 "
-              f"peak ({pk['fp32_gflops']} GFLOP/s)."]
+              f"peak ({pk['fp32_gflops']} GFLOP/s).")]
     if r["levers"]:
         base = next(iter(r["levers"].values()))["tokens_per_s"]
         lines += ["", "| ftframe lever (one run each) | tokens/s | vs default |", "|---|---|---|"]
