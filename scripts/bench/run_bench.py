@@ -52,6 +52,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each system")
     p.add_argument("--levers", action="store_true", help="also run the per-lever table (one run each)")
+    p.add_argument("--triage", action="store_true",
+                   help="also time the default `make run` job (python -m ftframe +task=triage) end to end")
+    p.add_argument("--triage-repo", type=Path, default=ROOT,
+                   help="checkout whose triage job to time (e.g. a git worktree of an older commit, run with "
+                        "this venv), to compare before/after a change in one sitting")
     p.add_argument("--out", default=str(ROOT / "scripts" / "bench" / "results" / "train.json"))
     p.add_argument("--write-docs", action="store_true", help=f"update the tables in {DOC.relative_to(ROOT)}")
     return p.parse_args()
@@ -87,6 +92,30 @@ def run_json(cmd: list[str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"benchmark process failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def triage_job(repo: Path) -> dict:
+    """The default ``make run`` job of ``repo``, whole: wall time, training facts and test macro-F1."""
+    with tempfile.TemporaryDirectory(prefix="ftframe-triage-") as tmp:
+        env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{repo / 'plugins'}")
+        cmd = [sys.executable, "-m", "ftframe", "+task=triage", "trainer.enable_progress_bar=false",
+               f"hydra.run.dir={tmp}"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, check=False, cwd=repo, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        metrics = Path(tmp) / "metrics.json"  # written also when the gate fails
+        if not metrics.is_file():
+            raise SystemExit(f"the triage job failed (exit {proc.returncode}): {' '.join(cmd)}")
+        m = json.loads(metrics.read_text())
+    train = m["train"]
+    return {"repo": str(repo), "job_wall_s": round(wall, 1), "train_seconds": train["train_seconds"],
+            "tokens_per_s": train["tokens_per_second"], "precision": train.get("precision"),
+            "macro_f1": round(m["test"]["values"]["macro_f1"], 4), "load_avg": load_avg()}
+
+
+def load_avg() -> list[float]:
+    """1/5/15-minute load averages: how busy the shared machine was around a measurement."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def model_dir() -> Path:
@@ -136,15 +165,16 @@ def main() -> None:
         evaluate = ["--test", str(test)] if rep == 0 else []  # quality is measured once; speed every rep
         order = [("peer", peer_cmd), ("ftframe", ours_cmd)]
         for name, cmd in order if rep % 2 == 0 else order[::-1]:
-            result = run_json(cmd + evaluate)
+            result = {**run_json(cmd + evaluate), "load_avg": load_avg()}
             (peer if name == "peer" else ours).append(result)
             print(f"rep {rep} {name}: {result.get('tokens_per_s')} tokens/s, {result.get('train_wall_s')} s, "
                   f"{result.get('peak_rss_mb')} MB", file=sys.stderr)
     levers = {}
     if a.levers:
         for label, flags in LEVERS.items():
-            levers[label] = run_json(ours_cmd + flags + ["--eval-modes", ""])
+            levers[label] = {**run_json(ours_cmd + flags + ["--eval-modes", ""]), "load_avg": load_avg()}
             print(f"lever {label}: {levers[label]['tokens_per_s']} tokens/s", file=sys.stderr)
+    triage = triage_job(a.triage_repo.resolve()) if a.triage else None
     n_body = body_params(mdir)
     tps = med(ours, "tokens_per_s")
     flops = 4 * n_body * tps  # forward + input-gradient backward; frozen weights need no weight gradient
@@ -153,7 +183,7 @@ def main() -> None:
         "setup": {"data": f"BANKING77, {a.k}/intent train ({77 * a.k}), {a.test_k}/intent test ({77 * a.test_k})",
                   "model": "SmolLM2-135M-Instruct (embedded)", "lora": "r16 alpha32 all-linear, dropout 0",
                   "lr": 2e-4, "batch_size": 8, "scheduler": "cosine", "epochs": a.epochs, "reps": a.reps},
-        "peer": peer, "ftframe": ours, "levers": levers,
+        "peer": peer, "ftframe": ours, "levers": levers, "triage": triage,
         "median": {"peer_tokens_per_s": med(peer, "tokens_per_s"), "ftframe_tokens_per_s": tps,
                    "throughput_ratio": round(tps / med(peer, "tokens_per_s"), 2),
                    "peer_train_wall_s": med(peer, "train_wall_s"), "ftframe_train_wall_s": med(ours, "train_wall_s"),
@@ -210,10 +240,20 @@ def markdown(r: dict) -> str:
               f"(4 x {mfu['body_params']:,} decoder parameters x tokens/s) = **{mfu['vs_bf16_peak']:.1%}** of the "
               f"measured bf16 matmul peak ({pk['bf16_gflops']} GFLOP/s) and {mfu['vs_fp32_peak']:.1%} of the fp32 "
               f"peak ({pk['fp32_gflops']} GFLOP/s).")]
+    loads = [x["load_avg"][0] for x in r["peer"] + r["ftframe"] if "load_avg" in x]
+    if loads:
+        lines += ["", (f"1-minute load average during the runs: {min(loads)} to {max(loads)} on "
+                  f"{r['machine']['cores']} cores (the machine is shared; ratios come from alternating runs).")]
+    if r.get("triage"):
+        t = r["triage"]
+        lines += ["", (f"`make run` (triage, default settings): job {t['job_wall_s']} s, training "
+                  f"{t['train_seconds']} s at {t['tokens_per_s']} tokens/s ({t['precision']}), test macro-F1 "
+                  f"**{t['macro_f1']}** (load average {t['load_avg'][0]}).")]
     if r["levers"]:
         base = next(iter(r["levers"].values()))["tokens_per_s"]
-        lines += ["", "| ftframe lever (one run each) | tokens/s | vs default |", "|---|---|---|"]
-        lines += [f"| {k} | {v['tokens_per_s']} | {round(v['tokens_per_s'] / base, 2)}x |" for k, v in r["levers"].items()]
+        lines += ["", "| ftframe lever (one run each) | tokens/s | vs default | load average |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['tokens_per_s']} | {round(v['tokens_per_s'] / base, 2)}x | {v.get('load_avg', ['?'])[0]} |"
+                  for k, v in r["levers"].items()]
     return "\n".join(lines)
 
 
