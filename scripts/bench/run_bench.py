@@ -51,6 +51,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--test-k", type=int, default=2, help="test examples per intent")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each system")
+    p.add_argument("--no-eval", action="store_true",
+                   help="training throughput only: no test evaluation (quality is then not reported)")
     p.add_argument("--levers", action="store_true", help="also run the per-lever table (one run each)")
     p.add_argument("--triage", action="store_true",
                    help="also time the default `make run` job (python -m ftframe +task=triage) end to end")
@@ -162,7 +164,7 @@ def main() -> None:
     ours_cmd = [sys.executable, str(ROOT / "scripts" / "bench" / "ftframe_side.py"), *common]
     peer, ours = [], []
     for rep in range(a.reps):
-        evaluate = ["--test", str(test)] if rep == 0 else []  # quality is measured once; speed every rep
+        evaluate = ["--test", str(test)] if rep == 0 and not a.no_eval else []  # quality is measured once; speed every rep
         order = [("peer", peer_cmd), ("ftframe", ours_cmd)]
         for name, cmd in order if rep % 2 == 0 else order[::-1]:
             result = {**run_json(cmd + evaluate), "load_avg": load_avg()}
