@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ftframe.api import DataFormat, Example, LoadedData, Message, Rejected
-from ftframe.errors import DataError
-from ftframe_formats.file_config import FileConfig, read_text, reject, require_names
+from ftframe.api import DataFormat, Example, LoadedData, Message
+from ftframe_formats.file_config import FileConfig, require_names
+from ftframe_formats.records import load_records
 
 
 @dataclass
@@ -31,35 +29,6 @@ class AlpacaConfig(FileConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_names(self, ("instruction", "input", "output", "system", "history"))
-
-
-def read_records(path: Path, encoding: str) -> list[tuple[str, Any, str | None]]:
-    """``(where, record, problem)`` for each record of a JSON-array or JSONL file.
-
-    The format is decided by content: a file whose first non-space character is ``[`` is one JSON array
-    (records are located as ``PATH:record N``), anything else is JSONL (``PATH:LINE``). A JSONL line that
-    is not valid JSON comes back with its problem; an unreadable JSON array raises :class:`DataError`.
-    """
-    text = read_text(path, encoding)
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}). The file starts "
-                            f"with '[' so it is read as one JSON array of records; fix the JSON, or write one "
-                            f"record per line (JSONL).") from None
-        return [(f"{path}:record {n}", rec, None) for n, rec in enumerate(records, start=1)]
-    out: list[tuple[str, Any, str | None]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append((f"{path}:{lineno}", json.loads(line), None))
-        except json.JSONDecodeError as exc:
-            why = (f"malformed JSON ({exc.msg} at column {exc.colno}); expected a JSON array of records or "
-                   f"one JSON object per line (JSONL)")
-            out.append((f"{path}:{lineno}", line, why))
-    return out
 
 
 def _optional_str(record: dict[str, Any], key: str) -> tuple[str, str | None]:
@@ -123,21 +92,3 @@ class Alpaca(DataFormat):
             return (Example(messages=messages) if messages is not None else None), why
 
         return load_records(self.config, to_example)
-
-
-def load_records(config: Any, to_example: Any) -> LoadedData:
-    """Every record of ``config.path`` (JSON array or JSONL) through ``to_example(record, config) ->
-    (Example or None, problem)``; bad records raise or are rejected with their location and reason."""
-    path = Path(config.path)
-    examples: list[Example] = []
-    rejected: list[Rejected] = []
-    for where, record, why in read_records(path, config.encoding):
-        example = None
-        if why is None:
-            example, why = to_example(record, config)
-        if example is not None:
-            example.source = where
-            examples.append(example)
-            continue
-        reject(config, where, why or "", record, rejected)
-    return LoadedData(examples, rejected, files=[path])

@@ -3,14 +3,13 @@ preference pairs with ``chosen``/``rejected`` read back too)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ftframe.api import DataFormat, Example, LoadedData, Rejected
+from ftframe.api import DataFormat, Example, LoadedData
 from ftframe.preflight.format_checks import FormatError, record_errors
-from ftframe_formats.file_config import FileConfig, read_text, reject
+from ftframe_formats.file_config import FileConfig
+from ftframe_formats.records import load_records
 
 
 @dataclass
@@ -30,6 +29,14 @@ def problem(record: Any) -> str | None:
     return error.detail if error else None
 
 
+def chat_example(record: Any, config: Any) -> tuple[Example | None, FormatError | None]:
+    error = first_error(record)
+    if error is not None:
+        return None, error
+    return Example(messages=record["messages"], tools=record.get("tools"), chosen=record.get("chosen"),
+                   rejected=record.get("rejected")), None
+
+
 class ChatJsonl(DataFormat):
     """OpenAI chat-format JSONL (system/user/assistant/tool roles, ``tools``, per-message ``weight``)."""
 
@@ -38,24 +45,4 @@ class ChatJsonl(DataFormat):
     description = __doc__ or ""
 
     def load(self) -> LoadedData:
-        path = Path(self.config.path)
-        text = read_text(path, self.config.encoding)
-        examples: list[Example] = []
-        rejected: list[Rejected] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-                error = first_error(record)
-            except json.JSONDecodeError as exc:
-                hint = "; the file is one JSON array, use a JSON-array format or JSONL" if line.strip() == "[" else ""
-                record, error = line, FormatError("malformed_json", f"malformed JSON ({exc.msg} at column "
-                                                                    f"{exc.colno}){hint}")
-            if error is None:
-                examples.append(Example(messages=record["messages"], source=where, tools=record.get("tools"),
-                                        chosen=record.get("chosen"), rejected=record.get("rejected")))
-                continue
-            reject(self.config, where, error.detail, record, rejected, error.type)
-        return LoadedData(examples, rejected, files=[path])
+        return load_records(self.config, chat_example, jsonl_only=True)

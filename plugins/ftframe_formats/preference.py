@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ftframe.api import DataFormat, Example, LoadedData, Rejected
+from ftframe.api import DataFormat, Example, LoadedData
 from ftframe.errors import ConfigError, DataError
 from ftframe.preflight.format_checks import FormatError, kto_error, record_errors
-from ftframe_formats.alpaca import load_records
-from ftframe_formats.file_config import FileConfig, read_text, reject, require_names
+from ftframe_formats.file_config import FileConfig, require_names
+from ftframe_formats.records import load_records
 from ftframe_formats.sharegpt import ShareGPTConfig
 from ftframe_formats.sharegpt import convert as sharegpt_convert
 
@@ -76,6 +75,14 @@ def openai_dpo_record(record: Any) -> tuple[dict[str, Any] | None, FormatError |
     return (None, errors[0]) if errors else (canonical, None)
 
 
+def openai_dpo_example(record: Any, config: Any) -> tuple[Example | None, FormatError | None]:
+    canonical, error = openai_dpo_record(record)
+    if canonical is None:
+        return None, error
+    return Example(messages=canonical["messages"], tools=canonical.get("tools"), chosen=canonical["chosen"],
+                   rejected=canonical["rejected"]), None
+
+
 class OpenAIDpo(DataFormat):
     """OpenAI preference (DPO) JSONL: ``input.messages`` + ``preferred_output`` + ``non_preferred_output``."""
 
@@ -84,28 +91,7 @@ class OpenAIDpo(DataFormat):
     description = __doc__ or ""
 
     def load(self) -> LoadedData:
-        path = Path(self.config.path)
-        text = read_text(path, self.config.encoding)
-        examples: list[Example] = []
-        rejected: list[Rejected] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                raw = json.loads(line)
-                canonical, error = openai_dpo_record(raw)
-            except json.JSONDecodeError as exc:
-                raw, canonical = line, None
-                error = FormatError("malformed_json", f"malformed JSON ({exc.msg} at column {exc.colno}); "
-                                                      f"expected one JSON object per line")
-            if canonical is not None:
-                examples.append(Example(messages=canonical["messages"], source=where, tools=canonical.get("tools"),
-                                        chosen=canonical["chosen"], rejected=canonical["rejected"]))
-                continue
-            assert error is not None
-            reject(self.config, where, error.detail, raw, rejected, error.type)
-        return LoadedData(examples, rejected, files=[path])
+        return load_records(self.config, openai_dpo_example, jsonl_only=True)
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 
 from ftframe.api import DataFormat, Example, LoadedData, Message
 from ftframe.errors import ConfigError
-from ftframe_formats.alpaca import load_records
 from ftframe_formats.file_config import FileConfig, require_names
+from ftframe_formats.records import load_records
 
 _KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key")
 _TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
