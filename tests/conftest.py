@@ -63,3 +63,34 @@ def registry(pm):
     from ftframe.plugins import Registry
 
     return Registry(pm)
+
+
+@pytest.fixture(scope="session")
+def finished_run_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """One finished tiny run (toy classification, adapter exported), trained once per session.
+
+    Tests that write into a run dir (exports, tampering) take a copy: see :func:`finished_run_copy`.
+    """
+    import torch
+
+    from ftframe.testing import run_tiny, tiny_run_overrides, toy_classification_rows, write_chat_jsonl
+
+    tmp = tmp_path_factory.mktemp("finished")
+    data = write_chat_jsonl(tmp / "toy.jsonl", toy_classification_rows(8), system="Classify.")
+    torch.manual_seed(0)
+    result = run_tiny(tmp / "run", tiny_run_overrides(tiny_model_dir, data, **{"eval.baseline": False}))
+    assert result.ok, result.error
+    return result.run_dir
+
+
+
+@pytest.fixture(scope="session")
+def finished_run_copy(finished_run_dir, tmp_path_factory):
+    """``copy(name) -> Path``: a private copy of :func:`finished_run_dir` (without its checkpoints)."""
+    import shutil
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(finished_run_dir, tmp_path_factory.mktemp(name) / "run",
+                                    ignore=shutil.ignore_patterns("checkpoints")))
+
+    return copy

@@ -11,23 +11,16 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-import torch
 
 from ftframe.commands import main
 from ftframe.engine.saved_run import load_saved_run
-from ftframe.testing import run_tiny, tiny_run_overrides, toy_classification_rows, write_chat_jsonl
 
 TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    tmp = tmp_path_factory.mktemp("serve")
-    data = write_chat_jsonl(tmp / "toy.jsonl", toy_classification_rows(8), system="Classify.")
-    torch.manual_seed(0)
-    result = run_tiny(tmp / "run", tiny_run_overrides(tiny_model_dir, data, **{"eval.baseline": False}))
-    assert result.ok
-    return result.run_dir
+def run_dir(finished_run_copy) -> Path:
+    return finished_run_copy("serve")
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from ftframe.engine.saved_run import RunDirError, load_saved_run, read_run_dir
-from ftframe.testing import run_tiny, tiny_run_overrides, toy_classification_rows, write_chat_jsonl
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    tmp = tmp_path_factory.mktemp("saved")
-    data = write_chat_jsonl(tmp / "toy.jsonl", toy_classification_rows(8), system="Classify.")
-    torch.manual_seed(0)
-    result = run_tiny(tmp / "run", tiny_run_overrides(tiny_model_dir, data, **{"eval.baseline": False}))
-    assert result.ok
-    return result.run_dir
+def run_dir(finished_run_copy) -> Path:
+    return finished_run_copy("saved")
 
 
 def test_loads_the_adapter_and_reproduces_the_evaluated_predictions(run_dir):
