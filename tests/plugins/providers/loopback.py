@@ -139,8 +139,14 @@ class LoopbackServer:
             self.violations.append(f"{request.method} {request.path}: fake server crashed: {exc!r}")
             return Reply(500, self.error_body(500))
 
+    api: Any = None
+    """The fake's OpenAPI document (``OpenApi``); routes are named by its path templates."""
+
     def route_of(self, request: Request) -> str:
-        return f"{request.method} {request.path}"
+        """``METHOD /template`` (e.g. ``GET /fine_tuning/jobs/{fine_tuning_job_id}``), for failure injection."""
+        path = request.path.removeprefix("/v1")
+        found = self.api.operation(request.method, path) if self.api is not None else None
+        return f"{request.method} {found[0] if found else path}"
 
     def error_body(self, status: int, message: str | None = None) -> Any:
         raise NotImplementedError

@@ -55,11 +55,6 @@ class FakeOpenAI(LoopbackServer):
         self.chat_models: list[str] = []
 
     # ------------------------------------------------------------------ plumbing
-    def route_of(self, request: Request) -> str:
-        path = request.path.removeprefix("/v1")
-        found = self.api.operation(request.method, path)
-        return f"{request.method} {found[0] if found else path}"
-
     def error_body(self, status: int, message: str | None = None, param: str | None = None,
                    code: str | None = None) -> Any:
         default = {429: "Rate limit reached for requests", 500: "The server had an error while processing your "

@@ -53,11 +53,6 @@ class FakeTogether(LoopbackServer):
         self.line_errors: list[str] = []
         self.chat_models: list[str] = []
 
-    def route_of(self, request: Request) -> str:
-        path = request.path.removeprefix("/v1")
-        found = self.api.operation(request.method, path)
-        return f"{request.method} {found[0] if found else path}"
-
     def error_body(self, status: int, message: str | None = None) -> Any:
         return {"error": {"message": message or {429: "Rate limit exceeded", 503: "Service overloaded"}.get(
             status, "Internal server error"), "type": "invalid_request_error" if status < 500 else "server_error",
