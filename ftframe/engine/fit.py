@@ -116,7 +116,7 @@ def _switch_attention(model: Any, implementation: str | None) -> str | None:
 
 def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
               module_cls: type[CausalLMModule] = CausalLMModule, callbacks: Sequence[Any] = (),
-              backend: str = "lora") -> FitResult:
+              memory_hints: Sequence[str] = ()) -> FitResult:
     """Train ``model`` (whose trainable parameters are already chosen) on ``job``'s splits.
 
     ``module_cls`` is the objective (supervised by default; a subclass brings its own data encoding and
@@ -157,7 +157,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     device = "cuda" if str(tcfg.accelerator) in ("gpu", "cuda") or (
         str(tcfg.accelerator) == "auto" and torch.cuda.is_available()) else "cpu"
     seq_len = min(hp.max_length, max(train.lengths, default=1))
-    estimate = preflight(model, mode=hp.memory_check, backend=backend, batch_size=hp.batch_size, seq_len=seq_len,
+    estimate = preflight(model, mode=hp.memory_check, hints=memory_hints, batch_size=hp.batch_size, seq_len=seq_len,
                          gradient_checkpointing=hp.gradient_checkpointing, device=device,
                          available_gb=hp.memory_available_gb, fast_head=module.fast_head,
                          sequences_per_item=getattr(module_cls, "sequences_per_item", 1),

@@ -18,6 +18,7 @@ a message that says what to change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -107,10 +108,13 @@ def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointin
     return MemoryEstimate(param_bytes, grads, optim, int(activations), logits, int(avail), device, on_cpu)
 
 
-def preflight(model: Any, *, mode: str, backend: str, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+def preflight(model: Any, *, mode: str, hints: Sequence[str] = (), batch_size: int, seq_len: int, gradient_checkpointing: bool,
               device: str = "cpu", available_gb: float | None = None, fast_head: bool = True,
               sequences_per_item: int = 1, warn: Any = print) -> MemoryEstimate | None:
-    """Estimate and check; ``mode`` is ``error`` (raise :class:`InsufficientMemory`), ``warn`` or ``off``."""
+    """Estimate and check; ``mode`` is ``error`` (raise :class:`InsufficientMemory`), ``warn`` or ``off``.
+
+    ``hints`` are the backend's own suggestions (e.g. a lighter backend), listed before the generic ones.
+    """
     if mode == "off":
         return None
     available = int(available_gb * GiB) if available_gb is not None else None
@@ -118,11 +122,7 @@ def preflight(model: Any, *, mode: str, backend: str, batch_size: int, seq_len: 
                    device=device, available=available, fast_head=fast_head, sequences_per_item=sequences_per_item)
     if est.needed * MARGIN <= est.available:
         return est
-    hints = []
-    if backend not in ("qlora",):
-        hints.append("backend=qlora (a 4-bit base)")
-    if backend == "full":
-        hints.append("backend=lora (train an adapter, not every weight)")
+    hints = list(hints)
     if batch_size > 1:
         hints.append(f"a smaller batch (backend.batch_size={max(1, batch_size // 2)} with "
                      f"backend.grad_accum doubled keeps the effective batch)")

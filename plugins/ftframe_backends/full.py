@@ -96,6 +96,7 @@ class FullBackend(LocalBackend):
     name = "full"
     Config = FullConfig
     kind = "full"
+    memory_hints = ("backend=lora (train an adapter, not every weight)", "backend=qlora (a 4-bit base)")
     label = "full fine-tuning"
 
     def prepare(self, loaded: LoadedModel) -> Any:

@@ -30,6 +30,8 @@ class LocalBackend(Backend):
     label: ClassVar[str] = ""
     """Appended to the model name in predictors (``SmolLM2 + LoRA``)."""
     module_cls: ClassVar[type[CausalLMModule]] = CausalLMModule
+    memory_hints: ClassVar[tuple[str, ...]] = ("backend=qlora (a 4-bit base)",)
+    """What to suggest first when training would not fit in memory (a lighter backend)."""
 
     def precision(self) -> str:
         return self.config.resolved_precision()
@@ -65,7 +67,7 @@ class LocalBackend(Backend):
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         fit = fit_local(job, model, loaded.tokenizer, self.config, module_cls=module_cls,
-                        callbacks=self.callbacks(model), backend=self.name)
+                        callbacks=self.callbacks(model), memory_hints=self.memory_hints)
         info = {"backend": self.name, "precision": self.precision(), "trainable_params": trainable,
                 "total_params": total, **fit.info(), "base_model": loaded.name}
         predictor = module_cls.val_predictor(model, loaded.tokenizer, job.eval_config.batch_size)

@@ -59,6 +59,7 @@ class QloraBackend(LoraBackend):
     Config = QloraConfig
     label = "QLoRA"
     classifier_head = False
+    memory_hints = ()
 
     def __init__(self, config: Any = None):
         super().__init__(config)

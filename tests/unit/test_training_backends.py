@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ftframe_backends.full import FullBackend
 from transformers import AutoModelForCausalLM
 
 from ftframe.engine.memory import estimate, preflight
@@ -257,17 +258,16 @@ def test_memory_estimate_follows_the_backend_choices(tiny_model_dir):
 
 def test_memory_preflight_refuses_with_advice(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    shape = {"hints": FullBackend.memory_hints, "batch_size": 8, "seq_len": 512, "gradient_checkpointing": False}
     with pytest.raises(InsufficientMemory) as err:
-        preflight(model, mode="error", backend="full", batch_size=8, seq_len=512, gradient_checkpointing=False,
-                  available_gb=0.0001)
+        preflight(model, mode="error", available_gb=0.0001, **shape)
     text = str(err.value)
     for hint in ("backend=qlora", "backend.batch_size=4", "backend.gradient_checkpointing=true",
                  "backend.memory_check=warn"):
         assert hint in text
     warned = []
-    assert preflight(model, mode="warn", backend="full", batch_size=8, seq_len=512, gradient_checkpointing=False,
-                     available_gb=0.0001, warn=warned.append) is not None and warned
-    assert preflight(model, mode="off", backend="full", batch_size=8, seq_len=512, gradient_checkpointing=False) is None
+    assert preflight(model, mode="warn", available_gb=0.0001, warn=warned.append, **shape) is not None and warned
+    assert preflight(model, mode="off", **shape) is None
 
 
 def test_a_run_that_cannot_fit_stops_before_training(tmp_path, tiny_model_dir, data_path):
