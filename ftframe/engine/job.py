@@ -39,6 +39,11 @@ class TrainJob:
             self._model, self._dtype = self.model_source.load(dtype=dtype), dtype
         return self._model
 
+    @property
+    def loaded_model(self) -> LoadedModel | None:
+        """The model this job has loaded so far, if any (provider backends load none)."""
+        return self._model
+
     def release_model(self) -> None:
         self._model = None
 

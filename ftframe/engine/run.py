@@ -232,8 +232,8 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
     if trained.info.get("tokens_per_second"):
         throughput.record(model_key(cfg), str(cfg.backend.name), trained.info["tokens_per_second"],
                           int(trained.info.get("trained_tokens") or 0))
-    if job._model is not None:  # the local base model's files are inputs too (provider backends load none)
-        manifest["inputs"] = {**manifest["inputs"], **model_file_hashes(job._model.path)}
+    if job.loaded_model is not None:  # the local base model's files are inputs too
+        manifest["inputs"] = {**manifest["inputs"], **model_file_hashes(job.loaded_model.path)}
     if trained.info.get("truncated"):
         con.print(f"[yellow]{trained.info['truncated']} training examples were longer than backend.max_length "
                   f"and were cut[/] (raise backend.max_length, or set transforms.too_long=drop or chunk)")
