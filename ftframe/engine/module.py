@@ -110,12 +110,12 @@ class CausalLMModule(L.LightningModule):
         return collate(items, pad_id)
 
     @classmethod
-    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int) -> Any:
+    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int, precision: str = "fp32") -> Any:
         """The predictor that scores the validation split with the task metrics (an objective whose model
         answers differently, e.g. through a classification head, returns its own)."""
         from ftframe.engine.predict import LocalPredictor
 
-        return LocalPredictor(model, tokenizer, batch_size=batch_size)
+        return LocalPredictor(model, tokenizer, batch_size=batch_size, precision=precision)
 
     def compute_loss(self, batch: dict[str, torch.Tensor], *, training: bool) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
         """``(loss, weight, extra values)``: the weight (trained tokens, pairs...) averages over batches."""
@@ -189,12 +189,24 @@ class CausalLMModule(L.LightningModule):
         no_decay = [p for p in params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": self.hp.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hp.lr)
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hp.lr,
+                                fused=True if self.hp.fused_optimizer else None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = self.hp.warmup_steps or math.ceil(self.hp.warmup_ratio * total)
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[self.hp.scheduler]
         sched = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        # Lightning refuses to clip for a fused optimizer under mixed precision, because with fp16 a fused
+        # optimizer unscales the gradients itself. Our precisions (fp32, bf16) have no loss scaler, so the
+        # gradients are already unscaled here and clipping them by norm is exactly what Lightning does.
+        if gradient_clip_val and optimizer.defaults.get("fused") and gradient_clip_algorithm in (None, "norm"):
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
