@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = "bf16" if resolve_precision(str(cfg.backend.get("precision", "fp32"))) == "bf16-true" else "fp32"
     loaded = source.load(dtype=dtype)  # type: ignore[attr-defined]
     predictor = LocalPredictor(loaded.model, loaded.tokenizer, name=f"{loaded.name} (base)",
-                               batch_size=int(cfg.eval.batch_size))
+                               batch_size=int(cfg.eval.batch_size), precision=str(cfg.eval.precision))
     result = evaluate_model(cfg, predictor, examples, out, registry=registry, task=task_info(cfg, examples),
                             source={"model": target, "data": str(cfg.data.path)}, inputs=files)
     return 0 if result.ok else 1

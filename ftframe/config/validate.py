@@ -11,6 +11,7 @@ from ftframe.config.errors import did_you_mean
 from ftframe.config.plugin_options import MULTI_CHOICE, SINGLE_CHOICE
 from ftframe.engine.data_source import AUTO, detect
 from ftframe.engine.evaluate import MODES
+from ftframe.engine.predict import EVAL_PRECISIONS
 from ftframe.errors import ConfigError, FtframeError
 from ftframe.transforms.checks import problems as transform_problems
 
@@ -53,6 +54,8 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
     for key in ("mode", "val_mode"):
         if cfg.eval[key] not in MODES and not (key == "val_mode" and cfg.eval[key] is None):
             out.append(f"eval.{key}: {cfg.eval[key]!r} is not one of {', '.join(MODES)}.")
+    if cfg.eval.precision not in EVAL_PRECISIONS:
+        out.append(f"eval.precision: {cfg.eval.precision!r} is not one of {', '.join(EVAL_PRECISIONS)}.")
     if cfg.eval.mode in ("score", "both") and cfg.task.type != "classification":
         out.append("eval.mode=score needs a classification task (a label set to score).")
     metric_names = set(cfg.metrics or {})

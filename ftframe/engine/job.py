@@ -60,15 +60,17 @@ class TrainJob:
     def val_scorer(self, tokenizer: Any, make_predictor: Any = None) -> Any:
         """A callable scoring the validation split with the task metrics, for in-loop validation.
 
-        ``make_predictor(model, tokenizer, batch_size)`` builds the predictor (default: LocalPredictor)."""
+        ``make_predictor(model, tokenizer, batch_size, precision)`` builds the predictor (default:
+        LocalPredictor)."""
         from ftframe.engine.predict import LocalPredictor
 
-        make = make_predictor or (lambda m, t, batch_size: LocalPredictor(m, t, batch_size=batch_size))
+        make = make_predictor or LocalPredictor
         mode = self.eval_config.val_mode or self.eval_config.mode
         mode = "generate" if mode == "both" or not self.task.labels else mode
 
         def score(model: Any) -> dict[str, float]:
-            predictor = make(model, tokenizer, batch_size=self.eval_config.batch_size)
+            predictor = make(model, tokenizer, batch_size=self.eval_config.batch_size,
+                             precision=self.eval_config.precision)
             preds = predict(predictor, self.val, self.task, mode=mode, max_new_tokens=self.eval_config.max_new_tokens)
             in_loop = {name: m for name, m in self.metrics.items() if m.in_loop}
             values = score_predictions(preds, in_loop, self.task)["values"]

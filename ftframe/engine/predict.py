@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -10,6 +11,32 @@ import torch
 from ftframe.api import Message
 from ftframe.engine.chat import render
 from ftframe.errors import DataError
+
+
+EVAL_PRECISIONS = ("fp32", "model")
+"""``eval.precision``: compute in fp32 (answers independent of the batch) or in the weights' own dtype."""
+
+
+@contextmanager
+def evaluating(model: Any, precision: str = "fp32") -> Iterator[None]:
+    """``model`` in eval mode, and with ``precision="fp32"`` its bf16/fp16 parameters upcast to fp32, for
+    the duration; afterwards the training mode and the dtypes are as before (bf16 -> fp32 -> bf16 is
+    lossless). Quantised weights (int8/4-bit) are left alone, and so are models holding any."""
+    low = (torch.bfloat16, torch.float16)
+    cast = []
+    if precision == "fp32" and not any(p.dtype in (torch.uint8, torch.int8) for p in model.parameters()):
+        cast = [p for p in model.parameters() if p.dtype in low]
+    dtypes = [p.dtype for p in cast]
+    was_training = model.training
+    model.eval()
+    try:
+        for p in cast:
+            p.data = p.data.float()
+        yield
+    finally:
+        for p, dtype in zip(cast, dtypes):
+            p.data = p.data.to(dtype)
+        model.train(was_training)
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -44,8 +71,11 @@ class LocalPredictor:
     (the gold answer for perplexity; the two answers for a log-likelihood judge).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 16):
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 16,
+                 precision: str = "fp32"):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
+        self.precision = precision
+        """``eval.precision``: ``fp32`` (answers independent of the batch) or ``model``."""
         guard_head_input(model)
 
     # ---------------------------------------------------------------------------------- helpers
@@ -79,9 +109,7 @@ class LocalPredictor:
         encoded = self._encode_prompts(prompts)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model, self.precision):
             for batch in _batches(order, self.batch_size):
                 ids, mask, _ = self._left_pad([encoded[i] for i in batch])
                 gen = self.model.generate(
@@ -93,8 +121,6 @@ class LocalPredictor:
                     out[i] = self.tokenizer.decode(gen[row, ids.shape[1]:], skip_special_tokens=True).strip()
                 if progress:
                     progress(len(batch))
-        finally:
-            self.model.train(was_training)
         return out
 
     # ----------------------------------------------------------------------------------- score
@@ -125,15 +151,11 @@ class LocalPredictor:
         n_cand = len(candidates[0]) if candidates else 0
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         result: list[list[tuple[float, int]]] = [[(0.0, 0)] * n_cand for _ in prompts]
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model, self.precision):
             for batch in _batches(order, self.batch_size):
                 self._score_batch(batch, prompt_ids, cand_ids, n_cand, result)
                 if progress:
                     progress(len(batch))
-        finally:
-            self.model.train(was_training)
         return result
 
     def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,

@@ -22,7 +22,7 @@ from ftframe.api import Example, Message
 from ftframe.engine import CausalLMModule
 from ftframe.engine.chat import prompt_ids
 from ftframe.engine.data import EncodedDataset
-from ftframe.engine.predict import LocalPredictor
+from ftframe.engine.predict import LocalPredictor, evaluating
 from ftframe.errors import ConfigError, DataError
 
 HEAD_NAME = "score"
@@ -116,8 +116,8 @@ class ClassifierModule(CausalLMModule):
         return loss, n, {"head_accuracy": accuracy}
 
     @classmethod
-    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int) -> Any:
-        return ClassifierPredictor(model, tokenizer, list(cls.labels), batch_size=batch_size)
+    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int, precision: str = "fp32") -> Any:
+        return ClassifierPredictor(model, tokenizer, list(cls.labels), batch_size=batch_size, precision=precision)
 
 
 def classifier_objective(labels: Sequence[str]) -> type[ClassifierModule]:
@@ -135,8 +135,8 @@ class ClassifierPredictor(LocalPredictor):
     ``generate`` answers with the most likely label."""
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, name: str = "local",
-                 batch_size: int = 16):
-        super().__init__(model, tokenizer, name=name, batch_size=batch_size)
+                 batch_size: int = 16, precision: str = "fp32"):
+        super().__init__(model, tokenizer, name=name, batch_size=batch_size, precision=precision)
         self.labels = list(labels)
 
     @torch.no_grad()
@@ -144,9 +144,7 @@ class ClassifierPredictor(LocalPredictor):
         encoded = self._encode_prompts(prompts)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out = torch.empty((len(encoded), len(self.labels)))
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model, self.precision):
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 ids, mask, pos = self._left_pad([encoded[i] for i in batch])
@@ -154,8 +152,6 @@ class ClassifierPredictor(LocalPredictor):
                 out[batch] = torch.log_softmax(logits.float(), dim=-1).cpu()
                 if progress:
                     progress(len(batch))
-        finally:
-            self.model.train(was_training)
         return out
 
     def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,

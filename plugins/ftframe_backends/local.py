@@ -45,7 +45,8 @@ class LocalBackend(Backend):
 
     def baseline(self, job: TrainJob) -> Predictor:
         m = self.load(job)
-        return LocalPredictor(m.model, m.tokenizer, name=f"{m.name} (base)", batch_size=job.eval_config.batch_size)
+        return LocalPredictor(m.model, m.tokenizer, name=f"{m.name} (base)", batch_size=job.eval_config.batch_size,
+                              precision=job.eval_config.precision)
 
     def prepare(self, loaded: LoadedModel) -> Any:
         """The model to train, with its trainable parameters chosen."""
@@ -70,6 +71,7 @@ class LocalBackend(Backend):
                         callbacks=self.callbacks(model), memory_hints=self.memory_hints)
         info = {"backend": self.name, "precision": self.precision(), "trainable_params": trainable,
                 "total_params": total, **fit.info(), "base_model": loaded.name}
-        predictor = module_cls.val_predictor(model, loaded.tokenizer, job.eval_config.batch_size)
+        predictor = module_cls.val_predictor(model, loaded.tokenizer, job.eval_config.batch_size,
+                                             precision=job.eval_config.precision)
         predictor.name = f"{loaded.name} + {self.label}"
         return TrainedModel(predictor=predictor, model=model, tokenizer=loaded.tokenizer, kind=self.kind, info=info)

@@ -91,3 +91,51 @@ def test_head_guard_keeps_results_and_is_idempotent(tiny_model_dir):
         after = model(input_ids=ids, logits_to_keep=1).logits
     assert torch.allclose(before, after, atol=1e-5, rtol=1e-5)
     assert len(model.get_output_embeddings()._forward_pre_hooks) == 1
+
+
+@pytest.fixture
+def bf16_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).eval()
+
+
+def test_fp32_evaluation_of_a_bf16_model_is_batch_invariant_and_restores_the_dtype(bf16_model, tiny_tokenizer):
+    before = {n: p.detach().clone() for n, p in bf16_model.named_parameters()}
+    one = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=1).generate(PROMPTS, max_new_tokens=6)
+    four = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=4).generate(PROMPTS, max_new_tokens=6)
+    assert four == one and any(one)
+    scores1 = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=1).score(PROMPTS, CANDIDATES)
+    scores3 = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=3).score(PROMPTS, CANDIDATES)
+    assert torch.allclose(torch.tensor(scores1), torch.tensor(scores3), atol=1e-4)
+    for name, p in bf16_model.named_parameters():  # back in bf16, bit for bit
+        assert p.dtype == torch.bfloat16 and torch.equal(p, before[name]), name
+
+
+def test_evaluating_upcasts_only_for_the_duration_and_leaves_quantised_models_alone(bf16_model):
+    from ftframe.engine.predict import evaluating
+
+    bf16_model.train()
+    with evaluating(bf16_model, "fp32"):
+        assert {p.dtype for p in bf16_model.parameters()} == {torch.float32} and not bf16_model.training
+    assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16} and bf16_model.training
+    with evaluating(bf16_model, "model"):
+        assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}
+    quantised = torch.nn.Module()
+    quantised.packed = torch.nn.Parameter(torch.zeros(4, dtype=torch.uint8), requires_grad=False)
+    quantised.norm = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    with evaluating(quantised, "fp32"):
+        assert quantised.norm.dtype == torch.bfloat16  # kernels of quantised layers expect their dtypes
+    with pytest.raises(RuntimeError), evaluating(bf16_model, "fp32"):
+        raise RuntimeError("a failing evaluation")
+    assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}  # restored on errors too
+
+
+def test_an_unknown_eval_precision_is_refused_by_name(registry, tmp_path):
+    from ftframe.config.compose import compose
+    from ftframe.config.validate import problems
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n')
+    cfg = compose(["data=chat_jsonl", f"data.path={data}", "eval.precision=bf16"], registry=registry)
+    assert any(p.startswith("eval.precision: 'bf16' is not one of fp32, model") for p in problems(cfg, registry))
