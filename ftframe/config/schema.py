@@ -84,11 +84,12 @@ class EvalConfig:
     so the epoch chosen is the best at what the test measures."""
     max_new_tokens: int = 16
     batch_size: int = 16
-    precision: str = "fp32"
+    precision: str = "auto"
     """``fp32``: weights held in bf16/fp16 are computed in fp32 while evaluating (restored afterwards), so
     an answer does not depend on the batch it was in: batched evaluation gives the one-by-one answers.
-    ``model``: the weights' own dtype (faster on GPUs; bf16 rounding varies with the batch's shape, so
-    near-ties can flip between batch sizes)."""
+    ``model``: the weights' own dtype (faster for scoring and on GPUs; bf16 rounding varies with the
+    batch's shape, so near-ties can flip between batch sizes). ``auto``: fp32 to generate, the weights'
+    dtype to score labels."""
     limit: int | None = None
     """Evaluate on at most this many test examples (quick checks)."""
     golden: str | None = None

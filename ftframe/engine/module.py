@@ -110,7 +110,7 @@ class CausalLMModule(L.LightningModule):
         return collate(items, pad_id)
 
     @classmethod
-    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int, precision: str = "fp32") -> Any:
+    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int, precision: str = "auto") -> Any:
         """The predictor that scores the validation split with the task metrics (an objective whose model
         answers differently, e.g. through a classification head, returns its own)."""
         from ftframe.engine.predict import LocalPredictor

@@ -13,8 +13,9 @@ from ftframe.engine.chat import render
 from ftframe.errors import DataError
 
 
-EVAL_PRECISIONS = ("fp32", "model")
-"""``eval.precision``: compute in fp32 (answers independent of the batch) or in the weights' own dtype."""
+EVAL_PRECISIONS = ("auto", "fp32", "model")
+"""``eval.precision``: compute in fp32 (answers independent of the batch), in the weights' own dtype, or
+``auto``: fp32 to generate, the weights' dtype to score (see :meth:`LocalPredictor.precision_for`)."""
 
 
 @contextmanager
@@ -72,11 +73,20 @@ class LocalPredictor:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 16,
-                 precision: str = "fp32"):
+                 precision: str = "auto"):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
         self.precision = precision
-        """``eval.precision``: ``fp32`` (answers independent of the batch) or ``model``."""
+        """``eval.precision``: ``fp32``, ``model`` or ``auto`` (:meth:`precision_for`)."""
         guard_head_input(model)
+
+    def precision_for(self, task: str) -> str:
+        """What ``generate`` or ``score`` computes in. ``auto``: generation in fp32, because greedy
+        decoding carries a bf16 rounding difference between batch shapes into every later token (on the
+        CPU fp32 one-by-one generation was also faster than bf16); scoring in the weights' dtype, because
+        a label's score is one sum that fp32 made 1.6x slower on the CPU (docs/evaluation.md)."""
+        if self.precision != "auto":
+            return self.precision
+        return "fp32" if task == "generate" else "model"
 
     # ---------------------------------------------------------------------------------- helpers
     def _device(self) -> torch.device:
@@ -109,7 +119,7 @@ class LocalPredictor:
         encoded = self._encode_prompts(prompts)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out: list[str] = [""] * len(encoded)
-        with evaluating(self.model, self.precision):
+        with evaluating(self.model, self.precision_for("generate")):
             for batch in _batches(order, self.batch_size):
                 ids, mask, _ = self._left_pad([encoded[i] for i in batch])
                 gen = self.model.generate(
@@ -151,7 +161,7 @@ class LocalPredictor:
         n_cand = len(candidates[0]) if candidates else 0
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         result: list[list[tuple[float, int]]] = [[(0.0, 0)] * n_cand for _ in prompts]
-        with evaluating(self.model, self.precision):
+        with evaluating(self.model, self.precision_for("score")):
             for batch in _batches(order, self.batch_size):
                 self._score_batch(batch, prompt_ids, cand_ids, n_cand, result)
                 if progress:

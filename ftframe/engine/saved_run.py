@@ -56,7 +56,7 @@ class SavedRun:
         from ftframe.engine.predict import LocalPredictor
 
         size = batch_size or int(self.config.get("eval", {}).get("batch_size") or 16)
-        precision = str(self.config.get("eval", {}).get("precision") or "fp32")
+        precision = str(self.config.get("eval", {}).get("precision") or "auto")
         return LocalPredictor(self.model, self.tokenizer, name=self.name, batch_size=size, precision=precision)
 
     def split(self, name: str = "test") -> list[Example]:

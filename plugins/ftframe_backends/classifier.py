@@ -116,7 +116,7 @@ class ClassifierModule(CausalLMModule):
         return loss, n, {"head_accuracy": accuracy}
 
     @classmethod
-    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int, precision: str = "fp32") -> Any:
+    def val_predictor(cls, model: Any, tokenizer: Any, batch_size: int, precision: str = "auto") -> Any:
         return ClassifierPredictor(model, tokenizer, list(cls.labels), batch_size=batch_size, precision=precision)
 
 
@@ -135,7 +135,7 @@ class ClassifierPredictor(LocalPredictor):
     ``generate`` answers with the most likely label."""
 
     def __init__(self, model: Any, tokenizer: Any, labels: Sequence[str], *, name: str = "local",
-                 batch_size: int = 16, precision: str = "fp32"):
+                 batch_size: int = 16, precision: str = "auto"):
         super().__init__(model, tokenizer, name=name, batch_size=batch_size, precision=precision)
         self.labels = list(labels)
 
@@ -144,7 +144,7 @@ class ClassifierPredictor(LocalPredictor):
         encoded = self._encode_prompts(prompts)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         out = torch.empty((len(encoded), len(self.labels)))
-        with evaluating(self.model, self.precision):
+        with evaluating(self.model, self.precision_for("score")):
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 ids, mask, pos = self._left_pad([encoded[i] for i in batch])

@@ -104,9 +104,9 @@ def test_fp32_evaluation_of_a_bf16_model_is_batch_invariant_and_restores_the_dty
     before = {n: p.detach().clone() for n, p in bf16_model.named_parameters()}
     one = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=1).generate(PROMPTS, max_new_tokens=6)
     four = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=4).generate(PROMPTS, max_new_tokens=6)
-    assert four == one and any(one)
-    scores1 = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=1).score(PROMPTS, CANDIDATES)
-    scores3 = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=3).score(PROMPTS, CANDIDATES)
+    assert four == one and any(one)  # auto generates in fp32
+    scores1 = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=1, precision="fp32").score(PROMPTS, CANDIDATES)
+    scores3 = LocalPredictor(bf16_model, tiny_tokenizer, batch_size=3, precision="fp32").score(PROMPTS, CANDIDATES)
     assert torch.allclose(torch.tensor(scores1), torch.tensor(scores3), atol=1e-4)
     for name, p in bf16_model.named_parameters():  # back in bf16, bit for bit
         assert p.dtype == torch.bfloat16 and torch.equal(p, before[name]), name
@@ -138,4 +138,12 @@ def test_an_unknown_eval_precision_is_refused_by_name(registry, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n')
     cfg = compose(["data=chat_jsonl", f"data.path={data}", "eval.precision=bf16"], registry=registry)
-    assert any(p.startswith("eval.precision: 'bf16' is not one of fp32, model") for p in problems(cfg, registry))
+    assert any(p.startswith("eval.precision: 'bf16' is not one of auto, fp32, model") for p in problems(cfg, registry))
+
+
+def test_auto_precision_generates_in_fp32_and_scores_in_the_weights_dtype(bf16_model, tiny_tokenizer):
+    auto = LocalPredictor(bf16_model, tiny_tokenizer)
+    assert (auto.precision_for("generate"), auto.precision_for("score")) == ("fp32", "model")
+    for fixed in ("fp32", "model"):
+        p = LocalPredictor(bf16_model, tiny_tokenizer, precision=fixed)
+        assert p.precision_for("generate") == p.precision_for("score") == fixed
