@@ -78,10 +78,6 @@ class TrainHyperparams:
     """Batch examples of similar length together (less padding; exact)."""
     fast_head: bool = True
     """Compute the LM head and loss only at trained positions (exact; the vocabulary head is costly)."""
-    fused_optimizer: bool = True
-    """AdamW's fused kernel: one pass over all trained tensors per step instead of a Python loop over them
-    (the same update up to float rounding). A LoRA run trains ~400 small tensors; the loop cost ~35 ms
-    of a ~0.9 s CPU step (docs/benchmarks.md)."""
     attention: str = "auto"
     """Attention kernel while training: ``eager`` (plain matmul + softmax), ``sdpa`` (PyTorch's fused
     kernel) or ``auto`` (``eager`` on the CPU for rows up to 256 tokens, else ``sdpa``). On the CPU,

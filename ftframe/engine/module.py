@@ -189,24 +189,12 @@ class CausalLMModule(L.LightningModule):
         no_decay = [p for p in params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": self.hp.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hp.lr,
-                                fused=True if self.hp.fused_optimizer else None)
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = self.hp.warmup_steps or math.ceil(self.hp.warmup_ratio * total)
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[self.hp.scheduler]
         sched = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
-                                    gradient_clip_algorithm: str | None = None) -> None:
-        # Lightning refuses to clip for a fused optimizer under mixed precision, because with fp16 a fused
-        # optimizer unscales the gradients itself. Our precisions (fp32, bf16) have no loss scaler, so the
-        # gradients are already unscaled here and clipping them by norm is exactly what Lightning does.
-        if gradient_clip_val and optimizer.defaults.get("fused") and gradient_clip_algorithm in (None, "norm"):
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
-            return
-        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # ------------------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -31,7 +31,6 @@ def args() -> argparse.Namespace:
     p.add_argument("--precision", default="auto", help="fp32, bf16-mixed, bf16-true or auto")
     p.add_argument("--no-fast-head", action="store_true", help="lever off: LM head over every position")
     p.add_argument("--no-group-by-length", action="store_true", help="lever off: random batches")
-    p.add_argument("--no-fused-optimizer", action="store_true", help="lever off: AdamW's per-tensor loop")
     p.add_argument("--attention", default="auto", help="lever: training attention kernel (auto, eager, sdpa)")
     p.add_argument("--adapter-compute", default="auto", help="lever: LoRA maths on the bf16 base (auto, bf16, fp32)")
     p.add_argument("--threads", type=int, default=None)
@@ -60,7 +59,6 @@ def main() -> None:
         "backend.scheduler=cosine", "backend.warmup_steps=1", "backend.dropout=0.0",
         f"backend.precision={a.precision}", "backend.max_length=512",
         f"backend.fast_head={not a.no_fast_head}", f"backend.group_by_length={not a.no_group_by_length}",
-        f"backend.fused_optimizer={not a.no_fused_optimizer}",
         f"backend.attention={a.attention}", f"backend.adapter_compute={a.adapter_compute}",
         "trainer.enable_progress_bar=false", "eval.batch_size=32", "eval.max_new_tokens=12",
     ]
@@ -81,7 +79,7 @@ def main() -> None:
         trained = backend.train(job)
     info = trained.info
     out: dict = {"system": "ftframe", "precision": info["precision"], "fast_head": not a.no_fast_head,
-                 "group_by_length": not a.no_group_by_length, "fused_optimizer": not a.no_fused_optimizer,
+                 "group_by_length": not a.no_group_by_length,
                  "attention": a.attention, "adapter_compute": cfg.backend.adapter_compute, "train_examples": len(train), "epochs": a.epochs,
                  "trained_tokens": info["trained_tokens"], "train_wall_s": info["train_seconds"],
                  "tokens_per_s": info["tokens_per_second"], "steps": info["steps"]}

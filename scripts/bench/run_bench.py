@@ -33,16 +33,15 @@ BANKING = SHARED / "datasets" / "banking77"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:train:start -->", "<!-- bench:train:end -->"
 LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off against the default
-    "default (bf16 base, bf16 adapter maths, eager attention, fast head, length grouping, fused AdamW)": [],
-    "AdamW's per-tensor loop (not fused)": ["--no-fused-optimizer"],
+    "default (bf16 base, bf16 adapter maths, eager attention, fast head, length grouping)": [],
     "adapter maths in fp32 (peft's casts)": ["--adapter-compute", "fp32"],
     "sdpa attention while training": ["--attention", "sdpa"],
     "LM head over every position": ["--no-fast-head"],
     "random batches (no length grouping)": ["--no-group-by-length"],
     "fp32 instead of a bf16 base": ["--precision", "fp32"],
     "bf16-mixed (autocast on an fp32 base)": ["--precision", "bf16-mixed"],
-    "all levers off (fp32, sdpa, full head, random batches, AdamW loop)": [
-        "--precision", "fp32", "--attention", "sdpa", "--no-fast-head", "--no-group-by-length", "--no-fused-optimizer"],
+    "all levers off (fp32, sdpa, full head, random batches)": [
+        "--precision", "fp32", "--attention", "sdpa", "--no-fast-head", "--no-group-by-length"],
 }
 
 
