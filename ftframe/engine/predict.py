@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -12,7 +13,6 @@ from ftframe.api import Message
 from ftframe.engine.chat import render
 from ftframe.errors import DataError
 
-
 EVAL_PRECISIONS = ("auto", "fp32", "model")
 """``eval.precision``: compute in fp32 (answers independent of the batch), in the weights' own dtype, or
 ``auto``: fp32 to generate, the weights' dtype to score (see :meth:`LocalPredictor.precision_for`)."""
@@ -22,11 +22,21 @@ EVAL_PRECISIONS = ("auto", "fp32", "model")
 def evaluating(model: Any, precision: str = "fp32") -> Iterator[None]:
     """``model`` in eval mode, and with ``precision="fp32"`` its bf16/fp16 parameters upcast to fp32, for
     the duration; afterwards the training mode and the dtypes are as before (bf16 -> fp32 -> bf16 is
-    lossless). Quantised weights (int8/4-bit) are left alone, and so are models holding any."""
+    lossless). Quantised weights (int8/4-bit) are left alone, and so are models holding any. The upcast
+    doubles those weights' memory: where the device has not twice that free, the model is evaluated as
+    it is, with a warning."""
+    from ftframe.engine.memory import available_memory
+
     low = (torch.bfloat16, torch.float16)
     cast = []
     if precision == "fp32" and not any(p.dtype in (torch.uint8, torch.int8) for p in model.parameters()):
         cast = [p for p in model.parameters() if p.dtype in low]
+    extra = sum(p.numel() * 2 for p in cast)  # fp32 takes 2 more bytes per element than bf16/fp16
+    if cast and 2 * extra > available_memory(str(cast[0].device)):
+        warnings.warn(f"Evaluating in the weights' own dtype: upcasting them to fp32 needs {extra / 2**30:.1f} GiB "
+                      f"more than is free on {cast[0].device}. Answers may then depend on eval.batch_size; set "
+                      f"eval.precision=model to choose this explicitly.", RuntimeWarning, stacklevel=3)
+        cast = []
     dtypes = [p.dtype for p in cast]
     was_training = model.training
     model.eval()

@@ -131,6 +131,19 @@ def test_evaluating_upcasts_only_for_the_duration_and_leaves_quantised_models_al
     assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}  # restored on errors too
 
 
+def test_fp32_evaluation_falls_back_to_the_weights_dtype_when_the_upcast_would_not_fit(bf16_model, monkeypatch):
+    from ftframe.engine.predict import evaluating
+
+    needed = sum(p.numel() * 2 for p in bf16_model.parameters())
+    monkeypatch.setattr("ftframe.engine.memory.available_memory", lambda device: 2 * needed - 1)
+    with pytest.warns(RuntimeWarning, match=r"upcasting them to fp32 needs .* eval\.precision=model"), \
+            evaluating(bf16_model, "fp32"):
+        assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}
+    monkeypatch.setattr("ftframe.engine.memory.available_memory", lambda device: 2 * needed)
+    with evaluating(bf16_model, "fp32"):  # just enough: upcast
+        assert {p.dtype for p in bf16_model.parameters()} == {torch.float32}
+
+
 def test_an_unknown_eval_precision_is_refused_by_name(registry, tmp_path):
     from ftframe.config.compose import compose
     from ftframe.config.validate import problems
@@ -141,9 +154,19 @@ def test_an_unknown_eval_precision_is_refused_by_name(registry, tmp_path):
     assert any(p.startswith("eval.precision: 'bf16' is not one of auto, fp32, model") for p in problems(cfg, registry))
 
 
-def test_auto_precision_generates_in_fp32_and_scores_in_the_weights_dtype(bf16_model, tiny_tokenizer):
-    auto = LocalPredictor(bf16_model, tiny_tokenizer)
-    assert (auto.precision_for("generate"), auto.precision_for("score")) == ("fp32", "model")
-    for fixed in ("fp32", "model"):
-        p = LocalPredictor(bf16_model, tiny_tokenizer, precision=fixed)
-        assert p.precision_for("generate") == p.precision_for("score") == fixed
+@pytest.mark.parametrize("precision,generate_dtype,score_dtype", [
+    ("auto", torch.float32, torch.bfloat16), ("fp32", torch.float32, torch.float32),
+    ("model", torch.bfloat16, torch.bfloat16)])
+def test_each_precision_computes_in_its_dtype(bf16_model, tiny_tokenizer, precision, generate_dtype, score_dtype):
+    seen: list[torch.dtype] = []  # the first decoder layer's weight dtype at every forward call
+    layer = bf16_model.get_decoder().layers[0].mlp.up_proj
+    hook = layer.register_forward_pre_hook(lambda module, args: seen.append(module.weight.dtype))
+    try:
+        predictor = LocalPredictor(bf16_model, tiny_tokenizer, precision=precision)
+        predictor.generate(PROMPTS[:2], max_new_tokens=2)
+        assert seen and set(seen) == {generate_dtype}
+        seen.clear()
+        predictor.score(PROMPTS[:2], CANDIDATES[:2])
+        assert seen and set(seen) == {score_dtype}
+    finally:
+        hook.remove()
