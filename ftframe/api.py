@@ -299,6 +299,22 @@ class Backend(Plugin):
     def train(self, job: Any) -> TrainedModel:
         raise NotImplementedError
 
+    def tuned_model(self, base: LoadedModel, adapter_dir: Path, task: TaskInfo) -> Any:
+        """The tuned model of a finished run of this backend, from its ``adapter`` export on ``base``
+        (``ftframe eval``/``predict``/``serve``/``export`` of a run dir). Default: a PEFT adapter on the
+        causal LM, with adapter weights kept in fp32 as in training."""
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base.model, adapter_dir, autocast_adapter_dtype=True)
+
+    def tuned_predictor(self, model: Any, tokenizer: Any, task: TaskInfo, *, name: str, batch_size: int,
+                        precision: str) -> Predictor:
+        """The predictor over a model :meth:`tuned_model` loaded. Default: text generation and label
+        scoring by the LM head."""
+        from ftframe.engine.predict import LocalPredictor
+
+        return LocalPredictor(model, tokenizer, name=name, batch_size=batch_size, precision=precision)
+
 
 class Metric(Plugin):
     """Scores predictions. ``higher_is_better`` tells gates and checkpoint selection which way is up.

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ftframe.engine.chat import render
+from ftframe.engine.chat import pad_id, render
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 DEFAULT_MAX_TOKENS = 256
@@ -157,7 +157,7 @@ class ModelServer:
             "input_ids": ids, "attention_mask": torch.ones_like(ids), "max_new_tokens": req.max_tokens,
             "do_sample": sample, "temperature": req.temperature if sample else None,
             "top_p": req.top_p if sample else None, "top_k": None,
-            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            "pad_token_id": pad_id(tok),
             "eos_token_id": tok.eos_token_id,
         }
         if req.stop:

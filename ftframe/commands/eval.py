@@ -1,7 +1,10 @@
-"""``ftframe eval RUN_DIR_OR_MODEL [overrides] [--out DIR]``: evaluate without training.
+"""``ftframe eval RUN_DIR_OR_MODEL [RUN_DIR ...] [overrides] [--out DIR]``: evaluate without training.
 
 ``RUN_DIR_OR_MODEL`` is a finished run dir (its tuned model, task, metrics and gate; by default its
 saved test split), a model source name (``smollm2``) or a Hugging Face model folder (``hf_local``).
+Several run dirs of one classification task evaluate as an ensemble: each scores the label set and
+their log-probabilities are averaged (:mod:`ftframe.engine.ensemble`); config, data and gate come from
+the first.
 Overrides are as for ``python -m ftframe``; ``data=FILE`` is short for ``data=auto data.path=FILE``.
 Exit status: 0 passed, 1 below a gate threshold, 2 unusable input.
 """
@@ -75,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     target = args.target
     out = Path(args.out or f"outputs/eval/{datetime.now():%Y-%m-%d_%H-%M-%S}")
     limit = args.limit
-    if (Path(target) / "manifest.json").is_file():
-        return _eval_run_dir(Path(target), overrides, out, limit, registry, pm)
+    run_dirs, overrides = _run_dirs_first(target, overrides)
+    if run_dirs:
+        return _eval_run_dir(run_dirs, overrides, out, limit, registry, pm)
     if target in registry.names("model_source"):
         model = [f"model={target}"]
     elif (Path(target) / "config.json").is_file():
@@ -104,12 +108,39 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _eval_run_dir(run_dir: Path, overrides: list[str], out: Path, limit: int | None, registry: Any, pm: Any) -> int:
+def _is_run_dir(path: str) -> bool:
+    return (Path(path) / "manifest.json").is_file()
+
+
+def _run_dirs_first(target: str, args: list[str]) -> tuple[list[Path], list[str]]:
+    """``(run dirs, overrides)``: with a run dir as the target, further run dirs (ensemble members) may
+    follow it; every other argument must be an override (``KEY=VALUE``)."""
+    if not _is_run_dir(target):
+        return [], args
+    run_dirs, overrides = [Path(target)], []
+    for a in args:
+        if "=" in a:
+            overrides.append(a)
+        elif _is_run_dir(a):
+            run_dirs.append(Path(a))
+        else:
+            raise ConfigError(f"{a}: neither a finished run dir (no manifest.json there) nor an override "
+                              f"(KEY=VALUE). Pass run dirs to evaluate them as an ensemble, and overrides "
+                              f"such as data=FILE.")
+    return run_dirs, overrides
+
+
+def _eval_run_dir(run_dirs: list[Path], overrides: list[str], out: Path, limit: int | None, registry: Any,
+                  pm: Any) -> int:
     from ftframe.config.compose import compose
     from ftframe.config.validate import validate
+    from ftframe.engine.ensemble import EnsemblePredictor, ensemble_labels, saved_run_member
     from ftframe.engine.offline_eval import evaluate_model, task_info
     from ftframe.engine.saved_run import load_saved_run
 
+    run_dir = run_dirs[0]
+    members = len(run_dirs)
+    shared_labels = ensemble_labels(run_dirs) if members > 1 else None  # checked before loading weights
     saved = load_saved_run(run_dir, pm=pm)
     groups, dotted = split_overrides(overrides)
     cfg = saved.config
@@ -126,8 +157,11 @@ def _eval_run_dir(run_dir: Path, overrides: list[str], out: Path, limit: int | N
             value = OmegaConf.select(fresh, key)
             OmegaConf.update(cfg, key, OmegaConf.to_container(value, resolve=True)
                              if isinstance(value, DictConfig) else value, force_add=True)
+    if members > 1 and cfg.eval.mode != "score":
+        print(f"note: an ensemble scores the label set; eval.mode={cfg.eval.mode} becomes score.")
+        cfg.eval.mode = "score"
     validate(cfg, registry)
-    labels = (saved.metrics().get("data") or {}).get("labels")
+    labels = shared_labels or (saved.metrics().get("data") or {}).get("labels")
     baseline = None
     if "data" in groups or any(k.startswith("data.") for k in dotted):
         examples, files = _load_examples(cfg, registry, pm)
@@ -139,10 +173,20 @@ def _eval_run_dir(run_dir: Path, overrides: list[str], out: Path, limit: int | N
     examples = examples[:limit] if limit else examples
     if baseline is not None and limit:
         baseline = baseline[:limit]
-    result = evaluate_model(cfg, saved.predictor(batch_size=int(cfg.eval.batch_size)), examples, out,
-                            registry=registry, task=task_info(cfg, examples, labels),
-                            source={"run_dir": str(run_dir), "data": data_name, "weights": saved.weights},
-                            inputs=files, baseline=baseline)
+    batch_size = int(cfg.eval.batch_size)
+    source: dict[str, Any] = {"run_dir": str(run_dir), "data": data_name, "weights": saved.weights}
+    if members == 1:
+        predictor = saved.predictor(batch_size=batch_size)
+    else:
+        first = saved.predictor(batch_size=batch_size)
+        predictor = EnsemblePredictor(
+            [lambda: (first, saved.release),
+             *(saved_run_member(d, pm=pm, batch_size=batch_size) for d in run_dirs[1:])],
+            labels or [], name=f"ensemble of {members} {cfg.task.name} runs")
+        source["ensemble"] = [str(d) for d in run_dirs]
+        baseline = None
+    result = evaluate_model(cfg, predictor, examples, out, registry=registry, task=task_info(cfg, examples, labels),
+                            source=source, inputs=files, baseline=baseline)
     saved.release()
     return 0 if result.ok else 1
 
@@ -152,8 +196,9 @@ def add_parser(sub: Any) -> None:
                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("target", metavar="RUN_DIR_OR_MODEL",
                     help="a run dir, a model source name (smollm2) or a Hugging Face model folder")
-    ev.add_argument("overrides", nargs="*", help="e.g. data=golden.jsonl metrics=[exact_match,field_f1] "
-                                                 "+gate.exact_match=0.8")
+    ev.add_argument("overrides", nargs="*", metavar="[RUN_DIR ...] [OVERRIDE ...]",
+                    help="more run dirs after a run dir: evaluate them as an ensemble (classification); "
+                         "overrides, e.g. data=golden.jsonl metrics=[exact_match,field_f1] +gate.exact_match=0.8")
     ev.add_argument("--out", help="output folder (default: outputs/eval/<time>)")
     ev.add_argument("--limit", type=int, help="evaluate at most this many examples")
     ev.set_defaults(func=run)

@@ -77,6 +77,11 @@ def encode(tokenizer: Any, messages: Sequence[Message], *, max_length: int | Non
     return Encoded(ids, labels)
 
 
+def pad_id(tokenizer: Any) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its eos (as training pads)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def prompt_ids(tokenizer: Any, messages: Sequence[Message], tools: list | None = None) -> list[int]:
     """Token ids of the prompt exactly as training saw it before an assistant reply."""
     return tokenizer(render(tokenizer, messages, generation_prompt=True, tools=tools),

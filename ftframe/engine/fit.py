@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from ftframe import console as ui
+from ftframe.engine.chat import pad_id
 from ftframe.engine.data import ChatDataModule
 from ftframe.engine.hparams import TrainHyperparams
 from ftframe.engine.memory import preflight
@@ -127,7 +128,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     """
     seed = hp.seed if hp.seed is not None else job.seed
     torch.manual_seed(seed)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     train = module_cls.encode(tokenizer, job.train, hp.max_length)
     val = module_cls.encode(tokenizer, job.val, hp.max_length) if job.val else None
     scorer = job.val_scorer(tokenizer, module_cls.val_predictor) if val is not None and module_cls.task_validation else None

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ftframe.api import Message
-from ftframe.engine.chat import render
+from ftframe.engine.chat import pad_id, render
 from ftframe.errors import DataError
 
 EVAL_PRECISIONS = ("auto", "fp32", "model")
@@ -103,8 +103,7 @@ class LocalPredictor:
         return next(self.model.parameters()).device
 
     def _pad_id(self) -> int:
-        tok = self.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return pad_id(self.tokenizer)
 
     def _encode_prompts(self, prompts: Sequence[list[Message]]) -> list[list[int]]:
         texts = [render(self.tokenizer, p, generation_prompt=True) for p in prompts]

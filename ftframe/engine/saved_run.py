@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ftframe.api import Example, Prediction
+from ftframe.api import Example, Prediction, TaskInfo
 from ftframe.errors import FtframeError
 
 WEIGHT_KINDS = ("adapter", "merged")
@@ -50,13 +50,22 @@ class SavedRun:
     name: str = ""
     """A display name, e.g. ``tiny (SmolLM2-135M-Instruct + LoRA)``."""
     info: dict[str, Any] = field(default_factory=dict)
+    task: TaskInfo | None = None
+    """The run's task, with the label set it was trained and evaluated on."""
+    backend: Any = None
+    """The backend plugin that trained the adapter (it builds the predictor, e.g. a classification
+    head's); ``None`` for merged weights."""
 
     def predictor(self, *, batch_size: int | None = None) -> Any:
-        """A :class:`~ftframe.engine.predict.LocalPredictor` over the tuned model."""
+        """A predictor over the tuned model: the training backend's (:meth:`ftframe.api.Backend.tuned_predictor`)
+        for an adapter, a :class:`~ftframe.engine.predict.LocalPredictor` for merged weights."""
         from ftframe.engine.predict import LocalPredictor
 
         size = batch_size or int(self.config.get("eval", {}).get("batch_size") or 16)
         precision = str(self.config.get("eval", {}).get("precision") or "auto")
+        if self.backend is not None and self.task is not None:
+            return self.backend.tuned_predictor(self.model, self.tokenizer, self.task, name=self.name,
+                                                batch_size=size, precision=precision)
         return LocalPredictor(self.model, self.tokenizer, name=self.name, batch_size=size, precision=precision)
 
     def split(self, name: str = "test") -> list[Example]:
@@ -119,7 +128,17 @@ def read_run_dir(run_dir: str | Path) -> tuple[Path, DictConfig, dict[str, Any]]
     config = OmegaConf.load(run_dir / "config.yaml")
     if not isinstance(config, DictConfig):
         raise RunDirError(f"{run_dir / 'config.yaml'} is not a mapping; the run dir is damaged.")
-    return run_dir, config, manifest
+    return run_dir, with_schema_defaults(config), manifest
+
+
+def with_schema_defaults(config: DictConfig) -> DictConfig:
+    """``config`` with the defaults of keys the run schema gained after it was written (e.g. ``eval.precision``),
+    so an older run dir stays usable; every value the run recorded is kept."""
+    from dataclasses import asdict
+
+    from ftframe.config.schema import RunSchema
+
+    return OmegaConf.merge(OmegaConf.create(asdict(RunSchema())), config)  # type: ignore[return-value]
 
 
 def weights_folder(run_dir: Path, manifest: dict[str, Any], kind: str) -> Path | None:
@@ -170,8 +189,10 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
                           f"{', '.join(manifest.get('exports') or {}) or 'none'}).{hint}")
     folder = found[kind]
     assert folder is not None
+    task = saved_task(run_dir, config)
+    backend = None
     if kind == "adapter":
-        model, tokenizer, base_name = _load_adapter(folder, config, manifest, pm)
+        model, tokenizer, base_name, backend = _load_adapter(folder, config, manifest, task, pm)
     else:
         model, tokenizer = load_pretrained(folder)
         base_name = str(((manifest.get("metrics") or {}).get("train") or {}).get("base_model") or folder.name)
@@ -179,7 +200,21 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
     guard_head_input(model)
     name = f"{config.task.name} ({base_name} + {'LoRA' if kind == 'adapter' else 'merged'})"
     return SavedRun(run_dir=run_dir, config=config, manifest=manifest, model=model, tokenizer=tokenizer,
-                    weights=kind, weights_path=folder, name=name)
+                    weights=kind, weights_path=folder, name=name, task=task, backend=backend)
+
+
+def saved_task(run_dir: Path, config: DictConfig) -> TaskInfo:
+    """The run's task; its labels are those the run recorded in ``metrics.json`` (a classification task
+    without ``task.labels`` takes them from its data), else ``task.labels``."""
+    path = run_dir / "metrics.json"
+    recorded = None
+    if path.is_file():
+        try:
+            recorded = (json.loads(path.read_text(encoding="utf-8")).get("data") or {}).get("labels")
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run dir is damaged.") from exc
+    labels = recorded or (list(config.task.labels) if config.task.get("labels") else None)
+    return TaskInfo(name=str(config.task.name), type=str(config.task.type), labels=labels)
 
 
 def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[Any, Any]:
@@ -199,9 +234,10 @@ def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[
     return model, tokenizer
 
 
-def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], pm: Any) -> tuple[Any, Any, str]:
-    """The run's base model (through its model source plugin, in the trained dtype) plus the adapter."""
-    from peft import PeftModel
+def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], task: TaskInfo,
+                  pm: Any) -> tuple[Any, Any, str, Any]:
+    """The run's base model (through its model source plugin, in the trained dtype) plus the adapter, as
+    the run's backend builds it (:meth:`ftframe.api.Backend.tuned_model`), and that backend."""
     from transformers import AutoTokenizer
 
     from ftframe.plugins import Registry, get_plugin_manager
@@ -213,10 +249,15 @@ def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], pm
     except FtframeError as exc:
         raise RunDirError(f"{folder.parent}: cannot load the base model of this run's adapter "
                           f"(model={config.model.name}): {exc}") from exc
-    model = PeftModel.from_pretrained(base.model, folder, autocast_adapter_dtype=True)
+    try:
+        backend = registry.create("backend", str(config.backend.name), config.backend)
+    except FtframeError as exc:
+        raise RunDirError(f"{folder.parent}: cannot rebuild this run's backend (backend={config.backend.name}), "
+                          f"which loads its adapter: {exc}") from exc
+    model = backend.tuned_model(base, folder, task)  # type: ignore[attr-defined]
     tokenizer = base.tokenizer
     if (folder / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, base.name
+    return model, tokenizer, base.name, backend

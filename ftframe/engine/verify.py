@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ftframe.api import Message, Prediction
-from ftframe.engine.chat import render
+from ftframe.engine.chat import pad_id, render
 from ftframe.errors import FtframeError
 
 TOLERANCES: dict[str, float] = {"exact": 0.0, "fp32": 1e-4, "fp16": 5e-3, "bf16": 5e-2}
@@ -106,7 +106,7 @@ def _generates(model: Any) -> bool:
 def _greedy(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int) -> list[int]:
     dev = next(model.parameters()).device
     x = torch.tensor([ids], device=dev)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
                          do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
                          eos_token_id=tokenizer.eos_token_id)

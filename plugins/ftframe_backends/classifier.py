@@ -27,6 +27,7 @@ from ftframe.errors import ConfigError, DataError
 
 HEAD_NAME = "score"
 """The head's attribute name in transformers' sequence-classification models (PEFT saves it whole)."""
+HEAD_INITS = ("random", "imprint")
 
 
 class CastLinear(torch.nn.Linear):
@@ -65,6 +66,49 @@ def sequence_classifier(causal_lm: Any, num_labels: int, pad_id: int) -> Any:
     setattr(model, HEAD_NAME, head)
     model.eval()
     return model
+
+
+@torch.no_grad()
+def imprint_head(model: Any, items: Sequence[ClassItem], pad_id: int, *, batch_size: int = 16) -> int:
+    """Set each head row to its class's mean last-prompt-token state over ``items`` (weight imprinting,
+    Qi et al. 2018): training starts from a nearest-class-mean classifier instead of a random one.
+
+    The class means are centred, the direction shared by all prompts (their mean state) is projected
+    out — the head has no bias, so this makes ``W @ h`` equal ``W @ (h - mean)`` — and each row is scaled
+    to the norm a random row of the default initialiser has, so the first logits keep the usual scale.
+    Rows of labels without items stay random. Returns the number of imprinted rows.
+
+    Measured on BANKING77 (8 per intent, base SmolLM2-135M): the imprinted head alone classified 47% of
+    154 held-out examples (2 per intent), against 1/77 by chance (docs/classification.md)."""
+    head = getattr(model, HEAD_NAME)
+    num_labels, width = head.weight.shape
+    body = getattr(model, model.base_model_prefix)
+    sums = torch.zeros(num_labels, width, dtype=torch.float64)
+    counts = torch.zeros(num_labels, dtype=torch.long)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = ClassifierModule.collate(items[start:start + batch_size], pad_id)
+            states = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            last = batch["attention_mask"].sum(-1) - 1  # right padding: the prompt's last token
+            picked = states[torch.arange(len(last)), last].double().cpu()
+            sums.index_add_(0, batch["labels"], picked)
+            counts += torch.bincount(batch["labels"], minlength=num_labels)
+    finally:
+        model.train(was_training)
+    seen = counts > 0
+    if not bool(seen.any()):
+        return 0
+    overall = sums[seen].sum(0) / counts[seen].sum()
+    means = sums[seen] / counts[seen].unsqueeze(-1)
+    rows = means - means.mean(0)
+    shared = overall / overall.norm().clamp_min(1e-12)
+    rows -= (rows @ shared).unsqueeze(-1) * shared
+    target_norm = float(getattr(model.config, "initializer_range", 0.02)) * width ** 0.5
+    rows = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12) * target_norm
+    head.weight[seen] = rows.to(head.weight.dtype)
+    return int(seen.sum())
 
 
 @dataclass

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from lightning.pytorch.callbacks import Callback
 
-from ftframe.api import LoadedModel
+from ftframe.api import LoadedModel, Predictor, TaskInfo
 from ftframe.engine import TrainHyperparams
+from ftframe.engine.chat import pad_id
 from ftframe.errors import ConfigError
-from ftframe_backends.classifier import HEAD_NAME, classifier_objective, sequence_classifier
+from ftframe_backends.classifier import (
+    HEAD_INITS,
+    HEAD_NAME,
+    ClassifierPredictor,
+    classifier_objective,
+    imprint_head,
+    sequence_classifier,
+)
 from ftframe_backends.local import LocalBackend
 
 HEADS = ("lm", "classifier")
@@ -37,6 +46,10 @@ class LoraConfig(TrainHyperparams):
     """``lm``: the model answers in text (the label as the reply; generation or label scoring).
     ``classifier`` (classification tasks): a linear layer over the labels on the last prompt token's
     hidden state, trained with the adapter on cross-entropy (docs/classification.md)."""
+    head_init: str = "random"
+    """Initial weights of the classification head (``head=classifier``): ``random`` (the model's own
+    initialiser) or ``imprint`` (each label's row from the mean last-prompt-token state of its training
+    examples under the base model: training starts from a nearest-class-mean classifier)."""
     adapter_compute: str = "auto"
     """Dtype of the adapter's matmuls while training on a bf16 base. ``fp32``: peft's way, activations
     are cast to fp32 for the adapter and back. ``bf16``: the adapter runs in bf16 under autocast (its
@@ -56,6 +69,10 @@ class LoraConfig(TrainHyperparams):
 
         one_of("backend.head", self.head, HEADS)
         one_of("backend.adapter_compute", self.adapter_compute, ADAPTER_COMPUTES)
+        one_of("backend.head_init", self.head_init, HEAD_INITS)
+        if self.head_init != "random" and self.head != "classifier":
+            raise ConfigError(f"backend.head_init={self.head_init} initialises the classification head; it needs "
+                              f"backend.head=classifier (backend.head is {self.head!r}).")
         if self.adapter_compute == "bf16" and not self.bf16_adapter_compute:
             raise ConfigError("backend.adapter_compute=bf16 is not supported by this backend; use auto or fp32.")
         if self.adapter_compute == "bf16" and self.resolved_precision() != "bf16-true":
@@ -163,7 +180,9 @@ class LoraBackend(LocalBackend):
             raise ConfigError(f"backend.head=classifier needs a classification task; task.type is "
                               f"{job.task.type!r}.")
         self._labels = list(job.task.labels or [])
-        return classifier_objective(self._labels)
+        self._objective = classifier_objective(self._labels)
+        self._train_examples = job.train
+        return self._objective
 
     def callbacks(self, model: Any) -> list[Any]:
         return [Bf16AdapterSteps(model)] if self.config.resolved_adapter_compute() == "bf16" else []
@@ -173,8 +192,30 @@ class LoraBackend(LocalBackend):
 
         model = loaded.model
         if self.config.head == "classifier":
-            tok = loaded.tokenizer
-            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            pad = pad_id(loaded.tokenizer)
             model = sequence_classifier(model, len(self._labels), pad)
+            if self.config.head_init == "imprint":
+                items = self._objective.encode(loaded.tokenizer, self._train_examples, self.config.max_length).items
+                imprint_head(model, items, pad, batch_size=self.config.batch_size)
         # autocast_adapter_dtype: adapter weights in fp32 even when the base is bf16.
         return get_peft_model(model, self.peft_config(model), autocast_adapter_dtype=True)
+
+    def tuned_model(self, base: LoadedModel, adapter_dir: Path, task: TaskInfo) -> Any:
+        if self.config.head != "classifier":
+            return super().tuned_model(base, adapter_dir, task)
+        from peft import PeftModel
+
+        if not task.labels:
+            raise ConfigError(f"{adapter_dir}: a classification head's adapter needs the run's label set "
+                              f"(metrics.json data.labels or task.labels), and the run dir records none.")
+        model = sequence_classifier(base.model, len(task.labels), pad_id(base.tokenizer))
+        # The trained head is in the adapter folder (PEFT's modules_to_save) and replaces the fresh one.
+        return PeftModel.from_pretrained(model, adapter_dir, autocast_adapter_dtype=True)
+
+    def tuned_predictor(self, model: Any, tokenizer: Any, task: TaskInfo, *, name: str, batch_size: int,
+                        precision: str) -> Predictor:
+        if self.config.head != "classifier":
+            return super().tuned_predictor(model, tokenizer, task, name=name, batch_size=batch_size,
+                                           precision=precision)
+        return ClassifierPredictor(model, tokenizer, task.labels or [], name=name, batch_size=batch_size,
+                                   precision=precision)

@@ -7,7 +7,7 @@ tokens/s (both count every non-padding token of every training sequence), traini
 RSS; test accuracy / macro-F1 of both after the same training (peer: one-by-one greedy generation;
 ftframe: the same, plus batched generation and label scoring, with their agreement); ftframe's model
 FLOP utilisation; and, with ``--levers``, what each ftframe speed lever buys. Writes a JSON result and
-the markdown tables into ``docs/benchmarks.md`` (between the ``bench:train`` markers).
+the markdown tables into ``docs/benchmarks.md`` (between the ``bench:SECTION`` markers, ``--section``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ PEER = SHARED / "bench" / "peer_trl.py"
 MAKE_DATA = SHARED / "bench" / "make_banking_chat.py"
 BANKING = SHARED / "datasets" / "banking77"
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- bench:train:start -->", "<!-- bench:train:end -->"
 LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off against the default
     "default (bf16 base, bf16 adapter maths, eager attention, fast head, length grouping)": [],
     "adapter maths in fp32 (peft's casts)": ["--adapter-compute", "fp32"],
@@ -59,7 +58,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--triage-repo", type=Path, default=ROOT,
                    help="checkout whose triage job to time (e.g. a git worktree of an older commit, run with "
                         "this venv), to compare before/after a change in one sitting")
-    p.add_argument("--out", default=str(ROOT / "scripts" / "bench" / "results" / "train.json"))
+    p.add_argument("--section", default="train",
+                   help="name of the result: the JSON is results/SECTION.json and --write-docs replaces the "
+                        "block between the bench:SECTION markers (e.g. 'quality' for a longer run with more "
+                        "data and epochs, kept beside the quick throughput table)")
+    p.add_argument("--out", help="the JSON result (default: scripts/bench/results/SECTION.json)")
     p.add_argument("--write-docs", action="store_true", help=f"update the tables in {DOC.relative_to(ROOT)}")
     return p.parse_args()
 
@@ -194,15 +197,16 @@ def main() -> None:
                 "vs_bf16_peak": round(flops / 1e9 / peak["bf16_gflops"], 4),
                 "vs_fp32_peak": round(flops / 1e9 / peak["fp32_gflops"], 4)},
     }
-    out = Path(a.out)
+    out = Path(a.out or ROOT / "scripts" / "bench" / "results" / f"{a.section}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     print(table)
     if a.write_docs:
+        start, end = f"<!-- bench:{a.section}:start -->", f"<!-- bench:{a.section}:end -->"
         text = DOC.read_text(encoding="utf-8")
-        block = f"{START}\n{table}\n{END}"
-        text = (text[: text.index(START)] + block + text[text.index(END) + len(END):]) if START in text \
+        block = f"{start}\n{table}\n{end}"
+        text = (text[: text.index(start)] + block + text[text.index(end) + len(end):]) if start in text \
             else text.rstrip() + "\n\n" + block + "\n"
         DOC.write_text(text, encoding="utf-8")
         print(f"updated {DOC}", file=sys.stderr)
@@ -230,12 +234,14 @@ def markdown(r: dict) -> str:
                   f"{g['accuracy']} / {g['macro_f1']} | |"),
                   f"| test evaluation, one by one (s) | {p0['eval_wall_s']} | {g['seconds']} | |"]
         lines += ["", "ftframe evaluation of the same tuned model:", "",
-                  "| mode | seconds | speed-up vs one-by-one | accuracy | macro-F1 | same answer as one-by-one |",
-                  "|---|---|---|---|---|---|"]
+                  ("| mode | seconds | speed-up vs one-by-one | vs the peer's one-by-one | accuracy | macro-F1 | "
+                  "same answer as one-by-one |"),
+                  "|---|---|---|---|---|---|---|"]
         for mode in ("one_by_one", "batched", "score"):
             e = o0.get(f"eval_{mode}")
             if e:
                 lines.append(f"| {mode.replace('_', ' ')} | {e['seconds']} | {round(g['seconds'] / e['seconds'], 1)}x | "
+                             f"{round(p0['eval_wall_s'] / e['seconds'], 1)}x | "
                              f"{e['accuracy']} | {e['macro_f1']} | {e.get('agrees_with_one_by_one', 1.0)} |")
     mfu, pk = r["mfu"], r["matmul_peak"]
     lines += ["", (f"Model FLOP utilisation: {mfu['model_gflops_per_s']} GFLOP/s of model work "

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
-from ftframe_backends.classifier import ClassifierPredictor, classifier_objective, sequence_classifier
+from ftframe_backends.classifier import (
+    HEAD_NAME,
+    ClassifierPredictor,
+    classifier_objective,
+    imprint_head,
+    sequence_classifier,
+)
 from transformers import AutoModelForCausalLM
 
-from ftframe.api import Example
+from ftframe.api import Example, LoadedModel, TaskInfo
+from ftframe.engine.saved_run import RunDirError, load_saved_run
 from ftframe.errors import ConfigError, DataError
 from ftframe.testing import run_tiny, tiny_run_overrides, toy_classification_rows, write_chat_jsonl
 
@@ -83,18 +94,131 @@ def test_head_option_errors(registry):
         classifier_objective([])
 
 
-def test_run_with_the_classifier_head_learns_the_toy_task(tmp_path, tiny_model_dir):
-    data = write_chat_jsonl(tmp_path / "data.jsonl", toy_classification_rows(12))
-    result = run_tiny(tmp_path / "run", tiny_run_overrides(
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("classifier_run")
+    data = write_chat_jsonl(tmp / "data.jsonl", toy_classification_rows(12))
+    result = run_tiny(tmp / "run", tiny_run_overrides(
         tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[adapter]",
                                  "backend.epochs": 6, "backend.lr": 2e-2, "backend.early_stopping_patience": "null"}))
+    return result, tmp / "run"
+
+
+def test_run_with_the_classifier_head_learns_the_toy_task(classifier_run):
+    result, run = classifier_run
     assert result.ok, result.error
     assert result.metrics["values"]["accuracy"] == 1.0
-    train = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
+    train = json.loads((run / "metrics.json").read_text())["train"]
     assert train["monitor"] == "val/macro_f1" and train["best_score"] == 1.0  # in-loop validation via the head
-    preds = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert all(p["predicted"] in LABELS and set(p["scores"]) == set(LABELS) for p in preds)
     # The adapter export carries the head and was verified by reloading (class logits equal).
     assert result.exports["adapter"]["verified"] is True
-    adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert adapter["task_type"] == "SEQ_CLS" and "score" in adapter["modules_to_save"]
+
+
+def test_saved_classifier_run_loads_with_its_head(classifier_run):
+    """ftframe eval/predict/serve of a head=classifier run use the trained head, not the LM head."""
+    _, run = classifier_run
+    saved = load_saved_run(run)
+    predictor = saved.predictor()
+    assert isinstance(predictor, ClassifierPredictor) and sorted(predictor.labels) == LABELS
+    recorded = saved.predictions()
+    table = predictor.score([ex.prompt for ex in saved.split("test")], list(recorded[0].scores))
+    for row, pred in zip(table, recorded, strict=True):
+        assert row == pytest.approx(list(pred.scores.values()), abs=0.05)  # bf16 base: batch-shape rounding
+        assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
+
+
+def _eval_cli(*args: str):
+    return subprocess.run([sys.executable, "-m", "ftframe.commands", "eval", *args],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_eval_ensemble_of_runs(classifier_run, tmp_path):
+    """Two members identical to one run: the ensemble's averaged log-probabilities are the run's own."""
+    _, run = classifier_run
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin, ignore=shutil.ignore_patterns("checkpoints"))
+    out = tmp_path / "ens"
+    proc = _eval_cli(str(run), str(twin), "eval.mode=generate", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval.mode=generate becomes score" in proc.stdout
+    evaluated = json.loads((out / "manifest.json").read_text())["evaluated"]
+    assert evaluated["ensemble"] == [str(run), str(twin)]
+    single = tmp_path / "single"
+    assert _eval_cli(str(run), "--out", str(single)).returncode == 0
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    alone = [json.loads(x) for x in (single / "predictions.jsonl").read_text().splitlines()]
+    assert [r["predicted"] for r in rows] == [r["predicted"] for r in alone]
+    for r, a in zip(rows, alone, strict=True):
+        assert list(r["scores"].values()) == pytest.approx(list(a["scores"].values()), abs=1e-5)
+
+
+def test_ensemble_refuses_mismatched_members(classifier_run, finished_run_copy, tmp_path):
+    _, run = classifier_run
+    other = tmp_path / "other"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("checkpoints"))
+    metrics = json.loads((other / "metrics.json").read_text())
+    metrics["data"]["labels"] = ["billing", "shipping"]
+    (other / "metrics.json").write_text(json.dumps(metrics))
+    from ftframe.engine.ensemble import ensemble_labels
+
+    with pytest.raises(RunDirError, match=f"{other}: its labels differ.*'shipping'"):
+        ensemble_labels([run, other])
+    lm_run = finished_run_copy("ensemble_lm")  # the same toy labels, answered by the LM head
+    assert ensemble_labels([run, lm_run]) == json.loads((run / "metrics.json").read_text())["data"]["labels"]
+    config = (lm_run / "config.yaml").read_text()
+    (lm_run / "config.yaml").write_text(config.replace("type: classification", "type: generation", 1))
+    with pytest.raises(RunDirError, match=f"{lm_run}: .*'generation'.*Ensemble classification runs only"):
+        ensemble_labels([run, lm_run])
+    proc = _eval_cli(str(run), str(tmp_path / "missing_run"))
+    assert proc.returncode == 2 and "missing_run: neither a finished run dir" in proc.stderr + proc.stdout
+
+
+def test_imprinted_head_starts_from_the_class_means(registry, tiny_model_dir, tiny_tokenizer):
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    labels = ["billing", "technical", "unused"]
+    model = sequence_classifier(base, len(labels), tiny_tokenizer.pad_token_id)
+    random_row = getattr(model, HEAD_NAME).weight[2].clone()
+    rows = toy_classification_rows(3)
+    examples = [Example([{"role": "user", "content": t}, {"role": "assistant", "content": y}]) for t, y in rows]
+    items = classifier_objective(labels).encode(tiny_tokenizer, examples, 512).items
+    assert imprint_head(model, items, tiny_tokenizer.pad_token_id, batch_size=4) == 2
+    w = getattr(model, HEAD_NAME).weight.detach()
+    assert torch.equal(w[2], random_row)  # a label without examples keeps its random row
+    target = model.config.initializer_range * model.config.hidden_size ** 0.5
+    assert torch.allclose(w[:2].norm(dim=-1), torch.full((2,), target), rtol=1e-4)
+    with torch.no_grad():
+        states = [model.model(input_ids=torch.tensor([it.input_ids])).last_hidden_state[0, -1] for it in items]
+    states = torch.stack(states)
+    mean_state = states.mean(0)
+    assert torch.allclose(w[:2] @ mean_state, torch.zeros(2), atol=1e-4)  # the shared direction is out
+    by_label = [states[[i for i, it in enumerate(items) if it.label == k]].mean(0) for k in range(2)]
+    centred = torch.stack(by_label) - torch.stack(by_label).mean(0)
+    assert torch.nn.functional.cosine_similarity(w[0], centred[0], dim=0) > 0.5  # row 0 points to class 0
+    logits = model(input_ids=torch.tensor([items[0].input_ids])).logits[0]
+    assert logits[:2].argmax().item() == items[0].label  # the head already classifies its own example
+
+
+def test_backend_imprints_the_head_when_asked(registry, tiny_model_dir, tiny_tokenizer):
+    rows = toy_classification_rows(2)
+    examples = [Example([{"role": "user", "content": t}, {"role": "assistant", "content": y}]) for t, y in rows]
+    job = SimpleNamespace(task=TaskInfo(name="toy", type="classification", labels=LABELS), train=examples)
+    heads = {}
+    for init in ("random", "imprint"):
+        torch.manual_seed(0)
+        backend = registry.create("backend", "lora", {"head": "classifier", "head_init": init, "r": 4, "alpha": 8,
+                                                      "precision": "fp32"})
+        backend.objective(job)
+        loaded = LoadedModel(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, "tiny")
+        model = backend.prepare(loaded)
+        heads[init] = next(p for n, p in model.named_parameters() if ".score." in n and p.requires_grad).detach()
+    target = loaded.model.config.initializer_range * heads["imprint"].shape[1] ** 0.5
+    assert torch.allclose(heads["imprint"].norm(dim=-1), torch.full((2,), target), rtol=1e-4)
+    assert not torch.allclose(heads["imprint"], heads["random"])
+    with pytest.raises(ConfigError, match="backend.head_init=imprint .*needs backend.head=classifier"):
+        registry.create("backend", "lora", {"head_init": "imprint"})
+    with pytest.raises(ConfigError, match="backend.head_init"):
+        registry.create("backend", "lora", {"head": "classifier", "head_init": "names"})

@@ -56,3 +56,17 @@ def test_run_without_weights_is_refused(tmp_path, run_dir):
         load_saved_run(copy)
     with pytest.raises(RunDirError, match="prefer="):
         load_saved_run(run_dir, prefer="gguf")
+
+
+def test_run_dir_from_before_a_new_config_key_still_loads(tmp_path, run_dir):
+    """A key the schema gained later (eval.precision) takes its default; recorded values are kept."""
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(copy / "config.yaml")
+    del config.eval["precision"]
+    OmegaConf.save(config, copy / "config.yaml")
+    _, cfg, _ = read_run_dir(copy)
+    assert cfg.eval.precision == "auto" and cfg.task.name == "tiny"
+    assert cfg.eval.max_new_tokens == read_run_dir(run_dir)[1].eval.max_new_tokens
