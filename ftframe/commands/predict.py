@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftframe.api import Example, TaskInfo
+from ftframe.api import Example
 from ftframe.errors import DataError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     examples = read_inputs(Path(args.input))
     saved = load_saved_run(args.run_dir)
     cfg = saved.config
-    labels = (saved.metrics().get("data") or {}).get("labels") or (list(cfg.task.labels) if cfg.task.labels else None)
-    task = TaskInfo(name=str(cfg.task.name), type=str(cfg.task.type), labels=labels)
+    task = saved.task
+    labels = task.labels
     mode = args.mode or ("generate" if cfg.eval.mode == "both" else str(cfg.eval.mode))
     if mode == "score" and not labels:
         raise DataError("--mode score needs the run's label set, and this run has none; use --mode generate.")

@@ -18,11 +18,15 @@ TOKEN_ENV = "FTFRAME_SERVE_TOKEN"
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ftframe.engine.saved_run import load_saved_run
+    from ftframe.engine.saved_run import RunDirError, load_saved_run
     from ftframe.serving import ModelServer, create_app
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     saved = load_saved_run(args.run_dir)
+    if saved.model.get_output_embeddings() is None:
+        raise RunDirError(f"{saved.run_dir}: this run's model has no LM head to generate text with (it was "
+                          f"trained with a classification head, backend.head=classifier). Get its labels with "
+                          f"`ftframe predict {saved.run_dir} --input FILE` or `ftframe eval`.")
     model_id = args.model_id or str(saved.config.task.name)
     app = create_app(ModelServer(saved.model, saved.tokenizer, model_id), token=token)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:

@@ -131,9 +131,25 @@ def test_saved_classifier_run_loads_with_its_head(classifier_run):
         assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
 
 
-def _eval_cli(*args: str):
-    return subprocess.run([sys.executable, "-m", "ftframe.commands", "eval", *args],
+def _cli(command: str, *args: str):
+    return subprocess.run([sys.executable, "-m", "ftframe.commands", command, *args],
                           capture_output=True, text=True, timeout=600, check=False)
+
+
+def _eval_cli(*args: str):
+    return _cli("eval", *args)
+
+
+def test_predict_and_serve_of_a_classifier_run(classifier_run, tmp_path):
+    _, run = classifier_run
+    inputs = write_chat_jsonl(tmp_path / "in.jsonl", [("invoice 99 charged twice please refund", "billing"),
+                                                        ("app crash error 77 after update", "technical")])
+    proc = _cli("predict", str(run), "--input", str(inputs), "--output", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["predicted"] for r in rows] == ["billing", "technical"]  # the trained head answers
+    proc = _cli("serve", str(run), "--port", "0")
+    assert proc.returncode == 2 and "no LM head to generate text with" in proc.stderr + proc.stdout
 
 
 def test_eval_ensemble_of_runs(classifier_run, tmp_path):
