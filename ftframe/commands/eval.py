@@ -161,7 +161,7 @@ def _eval_run_dir(run_dirs: list[Path], overrides: list[str], out: Path, limit: 
         print(f"note: an ensemble scores the label set; eval.mode={cfg.eval.mode} becomes score.")
         cfg.eval.mode = "score"
     validate(cfg, registry)
-    labels = shared_labels or (saved.metrics().get("data") or {}).get("labels")
+    labels = shared_labels or saved.task.labels
     baseline = None
     if "data" in groups or any(k.startswith("data.") for k in dotted):
         examples, files = _load_examples(cfg, registry, pm)
@@ -178,9 +178,10 @@ def _eval_run_dir(run_dirs: list[Path], overrides: list[str], out: Path, limit: 
     if members == 1:
         predictor = saved.predictor(batch_size=batch_size)
     else:
-        first = saved.predictor(batch_size=batch_size)
+        # The first member is loaded already; its predictor is made when it scores, so that no reference
+        # keeps its model alive while the next member loads.
         predictor = EnsemblePredictor(
-            [lambda: (first, saved.release),
+            [lambda: (saved.predictor(batch_size=batch_size), saved.release),
              *(saved_run_member(d, pm=pm, batch_size=batch_size) for d in run_dirs[1:])],
             labels or [], name=f"ensemble of {members} {cfg.task.name} runs")
         source["ensemble"] = [str(d) for d in run_dirs]

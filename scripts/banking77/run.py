@@ -8,7 +8,13 @@ to ftframe unchanged (Hydra overrides, ``-m`` for a matrix)::
     python scripts/banking77/run.py                                  # the recorded setting
     python scripts/banking77/run.py seed=1 hydra.run.dir=/tmp/b77/s1
     python scripts/banking77/run.py --search                         # the hyperparameter search
+    python scripts/banking77/run.py --ensemble 3                     # 3 members + their ensemble
     python scripts/banking77/run.py --make-only                      # only write the 10-shot file
+
+``--ensemble N`` trains member i (i = 0..N-1) with ``seed=i split.seed=i`` into ``RUNS/member{i}``: each member
+holds out its own validation split (2 per intent) for its epoch choice, so together they train on all
+770 examples. Members that already finished are kept (the command resumes). Then ``ftframe eval`` scores
+the test set with the ensemble (mean of the members' label log-probabilities) into ``RUNS/ensemble``.
 
 The test file is read by the final evaluation only: no choice (split, hyperparameters, epoch) sees it.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import subprocess
@@ -67,7 +74,13 @@ def main() -> int:
     p.add_argument("--search", action="store_true",
                    help="run the hyperparameter search (conf/sweep/banking77_search.yaml) on the k-shot data "
                         "alone: the test file is not passed")
+    p.add_argument("--ensemble", type=int, metavar="N",
+                   help="train N members (seed=i split.seed=i) and evaluate their ensemble")
+    p.add_argument("--runs", default=str(ROOT / "outputs" / "banking77" / "ensemble"),
+                   help="with --ensemble: the folder of the member run dirs and the ensemble's evaluation")
     args, overrides = p.parse_known_args()
+    if args.search and args.ensemble:
+        p.error("--search and --ensemble are exclusive: search first, then train the ensemble")
     train = few_shot(BANKING / "train.csv", Path(args.out) / f"train_{args.k}shot_seed{args.data_seed}.csv",
                      k=args.k, seed=args.data_seed)
     print(f"{args.k}-shot training file: {train}")
@@ -85,8 +98,32 @@ def main() -> int:
     cmd += (["+sweep=banking77_search"] if args.search
             else [f"split.files.test={test}", "data_checks.allow_leakage=true"])
     cmd += overrides
+    if args.ensemble:
+        return ensemble(cmd, args.ensemble, Path(args.runs))
     print(" ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT)
+
+
+def finished(run_dir: Path) -> bool:
+    manifest = run_dir / "manifest.json"
+    return manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("status") == "succeeded"
+
+
+def ensemble(cmd: list[str], n: int, runs: Path) -> int:
+    """Train ``n`` members of ``cmd`` (resuming: finished members are kept), then evaluate their ensemble."""
+    members = [runs / f"member{i}" for i in range(n)]
+    for i, run_dir in enumerate(members):
+        if finished(run_dir):
+            print(f"member {i}: {run_dir} finished already, kept", flush=True)
+            continue
+        member = [*cmd, f"seed={i}", f"split.seed={i}", f"hydra.run.dir={run_dir}"]
+        print(" ".join(member), flush=True)
+        if subprocess.call(member, cwd=ROOT) != 0:
+            print(f"member {i} failed (see {run_dir}); the ensemble is not evaluated", file=sys.stderr)
+            return 1
+    evaluate = [sys.executable, "-m", "ftframe.commands", "eval", *map(str, members), "--out", str(runs / "ensemble")]
+    print(" ".join(evaluate), flush=True)
+    return subprocess.call(evaluate, cwd=ROOT)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,42 @@ def test_evaluating_upcasts_only_for_the_duration_and_leaves_quantised_models_al
     assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}  # restored on errors too
 
 
+def test_fp32_evaluation_merges_a_peft_adapter_for_the_duration_and_restores_it_bit_for_bit(
+        bf16_model, tiny_tokenizer, tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftframe.engine.predict import evaluating
+
+    model = get_peft_model(bf16_model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+                           autocast_adapter_dtype=True)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # a trained-looking adapter (B starts at zero)
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = torch.randint(5, 300, (2, 9))
+    layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    # What the unmerged adapter computes in fp32: the reference for the merged weights.
+    with torch.no_grad():
+        unmerged = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                  LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+        unmerged.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+        reference = unmerged.eval()(input_ids=ids).logits
+    with evaluating(model, "fp32"), torch.no_grad():
+        assert layers and all(m.merged for m in layers)
+        merged = model(input_ids=ids).logits
+    assert torch.allclose(merged, reference, atol=1e-4)
+    assert not any(m.merged for m in layers) and model.training
+    for name, p in model.named_parameters():
+        assert p.dtype == before[name].dtype and torch.equal(p, before[name]), name
+    with evaluating(model, "model"):  # no upcast: an adapter on bf16 weights is never merged
+        assert not any(m.merged for m in layers)
+    one = LocalPredictor(model, tiny_tokenizer, batch_size=1).generate(PROMPTS, max_new_tokens=6)
+    assert LocalPredictor(model, tiny_tokenizer, batch_size=4).generate(PROMPTS, max_new_tokens=6) == one
+
+
 def test_fp32_evaluation_falls_back_to_the_weights_dtype_when_the_upcast_would_not_fit(bf16_model, monkeypatch):
     from ftframe.engine.predict import evaluating
 
