@@ -52,7 +52,9 @@ class EnsemblePredictor:
 
     ``score`` returns, for each prompt and candidate, the members' mean log-probability of that candidate
     (each member's scores normalised over the candidates first, so an LM head's sequence log-likelihoods
-    and a classification head's log-probabilities weigh the same); ``generate`` answers with the best label.
+    become probabilities over the labels like a classification head's; the normalisation shifts a
+    member's row by a constant, so it never changes the answer, only makes the scores comparable and
+    interpretable); ``generate`` answers with the best label.
     """
 
     def __init__(self, members: Sequence[Member], labels: Sequence[str], *, name: str):
@@ -65,8 +67,7 @@ class EnsemblePredictor:
     def score(self, prompts: Sequence[list[Message]], candidates: Sequence[str], *,
               progress: Callable[[int], None] | None = None) -> list[list[float]]:
         k = len(self.members)
-        # One progress bar for the whole ensemble: each member advances it by its share.
-        advance = (lambda n: progress(n / k)) if progress else None  # type: ignore[operator]
+        advance = _Shared(progress, k) if progress else None
         total = torch.zeros((len(prompts), len(candidates)), dtype=torch.float64)
         for open_member in self.members:
             table = _member_scores(open_member, prompts, candidates, advance)
@@ -79,12 +80,27 @@ class EnsemblePredictor:
         return [self.labels[i] for i in table.argmax(-1).tolist()]
 
 
+class _Shared:
+    """One progress bar for the whole ensemble: ``k`` members' prompts advance it by whole prompts, so it
+    ends exactly at the number of prompts."""
+
+    def __init__(self, progress: Callable[[int], None], k: int):
+        self.progress, self.k, self.units, self.shown = progress, k, 0, 0
+
+    def __call__(self, n: int) -> None:
+        self.units += n
+        whole = self.units // self.k
+        if whole > self.shown:
+            self.progress(whole - self.shown)
+            self.shown = whole
+
+
 def _member_scores(open_member: Member, prompts: Sequence[list[Message]], candidates: Sequence[str],
-                   progress: Callable[[float], None] | None) -> list[list[float]]:
+                   progress: Callable[[int], None] | None) -> list[list[float]]:
     """One member's score table; its model is released (and unreferenced) before the next one loads."""
     predictor, release = open_member()
     try:
-        return predictor.score(prompts, candidates, progress=progress)  # type: ignore[arg-type]
+        return predictor.score(prompts, candidates, progress=progress)
     finally:
         release()
 

@@ -11,10 +11,11 @@ to ftframe unchanged (Hydra overrides, ``-m`` for a matrix)::
     python scripts/banking77/run.py --ensemble 3                     # 3 members + their ensemble
     python scripts/banking77/run.py --make-only                      # only write the 10-shot file
 
-``--ensemble N`` trains member i (i = 0..N-1) with ``seed=i split.seed=i`` into ``RUNS/member{i}``: each member
-holds out its own validation split (2 per intent) for its epoch choice, so together they train on all
-770 examples. Members that already finished are kept (the command resumes). Then ``ftframe eval`` scores
-the test set with the ensemble (mean of the members' label log-probabilities) into ``RUNS/ensemble``.
+``--ensemble N`` trains member i (i = S..S+N-1, ``--first-seed S``, default 0) with ``seed=i split.seed=i``
+into ``RUNS/member{i}``: each member holds out its own validation split (2 per intent) for its epoch
+choice, so together they train on all 770 examples. Members that already finished are kept (the command
+resumes). Then ``ftframe eval`` scores the test set with the ensemble (mean of the members' label
+log-probabilities) into ``RUNS/ensemble_S-{S+N-1}``.
 
 The test file is read by the final evaluation only: no choice (split, hyperparameters, epoch) sees it.
 """
@@ -76,6 +77,7 @@ def main() -> int:
                         "alone: the test file is not passed")
     p.add_argument("--ensemble", type=int, metavar="N",
                    help="train N members (seed=i split.seed=i) and evaluate their ensemble")
+    p.add_argument("--first-seed", type=int, default=0, help="with --ensemble: the first member's seed")
     p.add_argument("--runs", default=str(ROOT / "outputs" / "banking77" / "ensemble"),
                    help="with --ensemble: the folder of the member run dirs and the ensemble's evaluation")
     args, overrides = p.parse_known_args()
@@ -99,7 +101,7 @@ def main() -> int:
             else [f"split.files.test={test}", "data_checks.allow_leakage=true"])
     cmd += overrides
     if args.ensemble:
-        return ensemble(cmd, args.ensemble, Path(args.runs))
+        return ensemble(cmd, range(args.first_seed, args.first_seed + args.ensemble), Path(args.runs))
     print(" ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT)
 
@@ -109,10 +111,10 @@ def finished(run_dir: Path) -> bool:
     return manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("status") == "succeeded"
 
 
-def ensemble(cmd: list[str], n: int, runs: Path) -> int:
-    """Train ``n`` members of ``cmd`` (resuming: finished members are kept), then evaluate their ensemble."""
-    members = [runs / f"member{i}" for i in range(n)]
-    for i, run_dir in enumerate(members):
+def ensemble(cmd: list[str], seeds: range, runs: Path) -> int:
+    """Train a member of ``cmd`` per seed (resuming: finished members are kept), then evaluate their ensemble."""
+    members = [runs / f"member{i}" for i in seeds]
+    for i, run_dir in zip(seeds, members, strict=True):
         if finished(run_dir):
             print(f"member {i}: {run_dir} finished already, kept", flush=True)
             continue
@@ -121,7 +123,8 @@ def ensemble(cmd: list[str], n: int, runs: Path) -> int:
         if subprocess.call(member, cwd=ROOT) != 0:
             print(f"member {i} failed (see {run_dir}); the ensemble is not evaluated", file=sys.stderr)
             return 1
-    evaluate = [sys.executable, "-m", "ftframe.commands", "eval", *map(str, members), "--out", str(runs / "ensemble")]
+    out = runs / f"ensemble_{seeds[0]}-{seeds[-1]}"
+    evaluate = [sys.executable, "-m", "ftframe.commands", "eval", *map(str, members), "--out", str(out)]
     print(" ".join(evaluate), flush=True)
     return subprocess.call(evaluate, cwd=ROOT)
 
