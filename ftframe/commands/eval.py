@@ -140,7 +140,8 @@ def _eval_run_dir(run_dirs: list[Path], overrides: list[str], out: Path, limit: 
 
     run_dir = run_dirs[0]
     members = len(run_dirs)
-    shared_labels = ensemble_labels(run_dirs) if members > 1 else None  # checked before loading weights
+    if members > 1:
+        ensemble_labels(run_dirs)  # every member shares the first one's label set: checked before loading weights
     saved = load_saved_run(run_dir, pm=pm)
     groups, dotted = split_overrides(overrides)
     cfg = saved.config
@@ -161,7 +162,7 @@ def _eval_run_dir(run_dirs: list[Path], overrides: list[str], out: Path, limit: 
         print(f"note: an ensemble scores the label set; eval.mode={cfg.eval.mode} becomes score.")
         cfg.eval.mode = "score"
     validate(cfg, registry)
-    labels = shared_labels or saved.task.labels
+    labels = saved.task.labels
     baseline = None
     if "data" in groups or any(k.startswith("data.") for k in dotted):
         examples, files = _load_examples(cfg, registry, pm)

@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     saved = load_saved_run(args.run_dir)
     if saved.model.get_output_embeddings() is None:
-        raise RunDirError(f"{saved.run_dir}: this run's model has no LM head to generate text with (it was "
-                          f"trained with a classification head, backend.head=classifier). Get its labels with "
+        raise RunDirError(f"{saved.run_dir}: this run's model has no LM head to generate text with (e.g. it "
+                          f"was trained with a classification head). Get its answers with "
                           f"`ftframe predict {saved.run_dir} --input FILE` or `ftframe eval`.")
     model_id = args.model_id or str(saved.config.task.name)
     app = create_app(ModelServer(saved.model, saved.tokenizer, model_id), token=token)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ftframe.api import Message, Predictor
-from ftframe.engine.saved_run import RunDirError, read_run_dir, saved_task
+from ftframe.engine.saved_run import RunDirError, load_saved_run, read_run_dir, saved_task
 
 Member = Callable[[], tuple[Predictor, Callable[[], None]]]
 """Opens one member: ``(predictor, release)``; ``release()`` frees its model."""
@@ -109,8 +109,6 @@ def saved_run_member(run_dir: Path, *, pm: Any = None, batch_size: int | None = 
     """A member that loads ``run_dir``'s tuned model when opened (its own predictor and eval settings)."""
 
     def open_member() -> tuple[Predictor, Callable[[], None]]:
-        from ftframe.engine.saved_run import load_saved_run
-
         saved = load_saved_run(run_dir, pm=pm)
         return saved.predictor(batch_size=batch_size), saved.release
 

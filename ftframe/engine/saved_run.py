@@ -47,11 +47,11 @@ class SavedRun:
     weights: str
     """Which export was loaded: ``adapter`` or ``merged``."""
     weights_path: Path
+    task: TaskInfo
+    """The run's task, with the label set it was trained and evaluated on."""
     name: str = ""
     """A display name, e.g. ``tiny (SmolLM2-135M-Instruct + LoRA)``."""
     info: dict[str, Any] = field(default_factory=dict)
-    task: TaskInfo | None = None
-    """The run's task, with the label set it was trained and evaluated on."""
     backend: Any = None
     """The backend plugin that trained the adapter (it builds the predictor, e.g. a classification
     head's); ``None`` for merged weights."""
@@ -63,7 +63,7 @@ class SavedRun:
 
         size = batch_size or int(self.config.get("eval", {}).get("batch_size") or 16)
         precision = str(self.config.get("eval", {}).get("precision") or "auto")
-        if self.backend is not None and self.task is not None:
+        if self.backend is not None:
             return self.backend.tuned_predictor(self.model, self.tokenizer, self.task, name=self.name,
                                                 batch_size=size, precision=precision)
         return LocalPredictor(self.model, self.tokenizer, name=self.name, batch_size=size, precision=precision)
@@ -86,8 +86,7 @@ class SavedRun:
 
     def metrics(self) -> dict[str, Any]:
         """``metrics.json`` (test/baseline/train/data); empty when the file is absent."""
-        path = self.run_dir / "metrics.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        return read_metrics(self.run_dir)
 
     def release(self) -> None:
         """Drop the model (a long-lived process that loads many runs calls this between them)."""
@@ -203,16 +202,21 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
                     weights=kind, weights_path=folder, name=name, task=task, backend=backend)
 
 
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """A run dir's ``metrics.json`` (test/baseline/train/data); empty when the file is absent."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run dir is damaged.") from exc
+
+
 def saved_task(run_dir: Path, config: DictConfig) -> TaskInfo:
     """The run's task; its labels are those the run recorded in ``metrics.json`` (a classification task
     without ``task.labels`` takes them from its data), else ``task.labels``."""
-    path = run_dir / "metrics.json"
-    recorded = None
-    if path.is_file():
-        try:
-            recorded = (json.loads(path.read_text(encoding="utf-8")).get("data") or {}).get("labels")
-        except json.JSONDecodeError as exc:
-            raise RunDirError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run dir is damaged.") from exc
+    recorded = (read_metrics(run_dir).get("data") or {}).get("labels")
     labels = recorded or (list(config.task.labels) if config.task.get("labels") else None)
     return TaskInfo(name=str(config.task.name), type=str(config.task.type), labels=labels)
 

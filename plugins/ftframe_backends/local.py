@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ftframe.api import Backend, LoadedModel, Predictor, TrainedModel
+from ftframe.api import Backend, LoadedModel, Predictor, TaskInfo, TrainedModel
 from ftframe.engine import CausalLMModule, LocalPredictor, TrainJob, fit_local
 
 
@@ -53,9 +53,21 @@ class LocalBackend(Backend):
         raise NotImplementedError
 
     def objective(self, job: TrainJob) -> type[CausalLMModule]:
-        """The training objective for ``job``: ``module_cls`` unless an option chooses another (e.g. a
-        classification head); its ``val_predictor`` also answers for the trained model."""
+        """The training objective for ``job`` (:meth:`objective_for` its task; a backend that needs more of
+        the job for :meth:`prepare` keeps it here)."""
+        return self.objective_for(job.task)
+
+    def objective_for(self, task: TaskInfo) -> type[CausalLMModule]:
+        """The objective for ``task``: ``module_cls`` unless an option chooses another (e.g. a
+        classification head). Its ``val_predictor`` answers for the tuned model, in the run and when a
+        saved run is loaded (:meth:`tuned_predictor`)."""
         return self.module_cls
+
+    def tuned_predictor(self, model: Any, tokenizer: Any, task: TaskInfo, *, name: str, batch_size: int,
+                        precision: str) -> Predictor:
+        predictor = self.objective_for(task).val_predictor(model, tokenizer, batch_size, precision=precision)
+        predictor.name = name
+        return predictor
 
     def callbacks(self, model: Any) -> list[Any]:
         """Extra Lightning callbacks for this backend's training."""
@@ -71,7 +83,6 @@ class LocalBackend(Backend):
                         callbacks=self.callbacks(model), memory_hints=self.memory_hints)
         info = {"backend": self.name, "precision": self.precision(), "trainable_params": trainable,
                 "total_params": total, **fit.info(), "base_model": loaded.name}
-        predictor = module_cls.val_predictor(model, loaded.tokenizer, job.eval_config.batch_size,
-                                             precision=job.eval_config.precision)
-        predictor.name = f"{loaded.name} + {self.label}"
+        predictor = self.tuned_predictor(model, loaded.tokenizer, job.task, name=f"{loaded.name} + {self.label}",
+                                         batch_size=job.eval_config.batch_size, precision=job.eval_config.precision)
         return TrainedModel(predictor=predictor, model=model, tokenizer=loaded.tokenizer, kind=self.kind, info=info)

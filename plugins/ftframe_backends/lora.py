@@ -8,14 +8,13 @@ from typing import Any, ClassVar
 
 from lightning.pytorch.callbacks import Callback
 
-from ftframe.api import LoadedModel, Predictor, TaskInfo
+from ftframe.api import LoadedModel, TaskInfo
 from ftframe.engine import TrainHyperparams
 from ftframe.engine.chat import pad_id
 from ftframe.errors import ConfigError
 from ftframe_backends.classifier import (
     HEAD_INITS,
     HEAD_NAME,
-    ClassifierPredictor,
     classifier_objective,
     imprint_head,
     sequence_classifier,
@@ -171,18 +170,20 @@ class LoraBackend(LocalBackend):
     """Whether ``backend.head=classifier`` is supported (its ``prepare`` builds the classifier model)."""
 
     def objective(self, job: Any) -> Any:
+        # prepare() builds the head over this objective's labels and imprints it from the training split.
+        self._objective, self._train_examples = self.objective_for(job.task), job.train
+        return self._objective
+
+    def objective_for(self, task: TaskInfo) -> Any:
         if self.config.head != "classifier":
             return self.module_cls
         if not self.classifier_head:
             raise ConfigError(f"backend.head=classifier is not supported by backend {self.name!r}; use "
                               f"backend=lora.")
-        if job.task.type != "classification":
+        if task.type != "classification":
             raise ConfigError(f"backend.head=classifier needs a classification task; task.type is "
-                              f"{job.task.type!r}.")
-        self._labels = list(job.task.labels or [])
-        self._objective = classifier_objective(self._labels)
-        self._train_examples = job.train
-        return self._objective
+                              f"{task.type!r}.")
+        return classifier_objective(list(task.labels or []))
 
     def callbacks(self, model: Any) -> list[Any]:
         return [Bf16AdapterSteps(model)] if self.config.resolved_adapter_compute() == "bf16" else []
@@ -193,7 +194,7 @@ class LoraBackend(LocalBackend):
         model = loaded.model
         if self.config.head == "classifier":
             pad = pad_id(loaded.tokenizer)
-            model = sequence_classifier(model, len(self._labels), pad)
+            model = sequence_classifier(model, len(self._objective.labels), pad)
             if self.config.head_init == "imprint":
                 items = self._objective.encode(loaded.tokenizer, self._train_examples, self.config.max_length).items
                 imprint_head(model, items, pad, batch_size=self.config.batch_size)
@@ -205,17 +206,7 @@ class LoraBackend(LocalBackend):
             return super().tuned_model(base, adapter_dir, task)
         from peft import PeftModel
 
-        if not task.labels:
-            raise ConfigError(f"{adapter_dir}: a classification head's adapter needs the run's label set "
-                              f"(metrics.json data.labels or task.labels), and the run dir records none.")
-        model = sequence_classifier(base.model, len(task.labels), pad_id(base.tokenizer))
+        labels = self.objective_for(task).labels  # refuses a run dir that records no label set
+        model = sequence_classifier(base.model, len(labels), pad_id(base.tokenizer))
         # The trained head is in the adapter folder (PEFT's modules_to_save) and replaces the fresh one.
         return PeftModel.from_pretrained(model, adapter_dir, autocast_adapter_dtype=True)
-
-    def tuned_predictor(self, model: Any, tokenizer: Any, task: TaskInfo, *, name: str, batch_size: int,
-                        precision: str) -> Predictor:
-        if self.config.head != "classifier":
-            return super().tuned_predictor(model, tokenizer, task, name=name, batch_size=batch_size,
-                                           precision=precision)
-        return ClassifierPredictor(model, tokenizer, task.labels or [], name=name, batch_size=batch_size,
-                                   precision=precision)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import random
 import subprocess
@@ -107,8 +106,14 @@ def main() -> int:
 
 
 def finished(run_dir: Path) -> bool:
-    manifest = run_dir / "manifest.json"
-    return manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("status") == "succeeded"
+    """Whether ``run_dir`` holds a run that succeeded (what ``ftframe eval`` will accept)."""
+    from ftframe.engine.saved_run import RunDirError, read_run_dir
+
+    try:
+        read_run_dir(run_dir)
+    except RunDirError:
+        return False
+    return True
 
 
 def ensemble(cmd: list[str], seeds: range, runs: Path) -> int:

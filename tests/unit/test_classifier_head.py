@@ -31,7 +31,6 @@ def classifier_model(registry, tiny_model_dir, tiny_tokenizer):
     from peft import get_peft_model
 
     backend = registry.create("backend", "lora", {"head": "classifier", "r": 4, "alpha": 8})
-    backend._labels = LABELS
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model = sequence_classifier(base, len(LABELS), tiny_tokenizer.pad_token_id)
     return base, get_peft_model(model, backend.peft_config(model))
@@ -129,6 +128,18 @@ def test_saved_classifier_run_loads_with_its_head(classifier_run):
     for row, pred in zip(table, recorded, strict=True):
         assert row == pytest.approx(list(pred.scores.values()), abs=0.05)  # bf16 base: batch-shape rounding
         assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
+
+
+def test_saved_classifier_run_without_a_label_set_is_refused(classifier_run, tmp_path):
+    _, run = classifier_run
+    copy = tmp_path / "nolabels"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    metrics = json.loads((copy / "metrics.json").read_text())
+    del metrics["data"]["labels"]
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    assert load_saved_run(run).task.labels  # the original records them
+    with pytest.raises(ConfigError, match="label set"):
+        load_saved_run(copy)
 
 
 def _cli(command: str, *args: str):
