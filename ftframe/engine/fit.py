@@ -25,6 +25,7 @@ from ftframe.engine.data import ChatDataModule
 from ftframe.engine.hparams import TrainHyperparams
 from ftframe.engine.memory import preflight
 from ftframe.engine.module import SELECT_KEY, CausalLMModule
+from ftframe.engine.predict import switch_attention
 
 LAST = "last.ckpt"
 
@@ -104,17 +105,6 @@ def _callbacks(job: Any, hp: TrainHyperparams, has_val: bool) -> tuple[list[Any]
     return callbacks, epoch_ckpt
 
 
-def _switch_attention(model: Any, implementation: str | None) -> str | None:
-    """Set ``model``'s attention kernel (transformers' ``set_attn_implementation``); returns the one it had.
-    A model without the setting (not a transformers model) is left as it is."""
-    config = getattr(model, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if implementation is None or current is None or current == implementation:
-        return current
-    model.set_attn_implementation(implementation)
-    return current
-
-
 def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
               module_cls: type[CausalLMModule] = CausalLMModule, callbacks: Sequence[Any] = (),
               memory_hints: Sequence[str] = ()) -> FitResult:
@@ -164,7 +154,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                          sequences_per_item=getattr(module_cls, "sequences_per_item", 1),
                          warn=lambda m: ui.get_console().print(f"[yellow]{m}[/]"))
 
-    attention = _switch_attention(model, hp.training_attention(device, seq_len))
+    attention = switch_attention(model, hp.training_attention(device, seq_len))
 
     resume = resume_checkpoint(job.run_dir) if tcfg.get("resume", True) else None
     if resume is not None and trainer.is_global_zero:
@@ -180,7 +170,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
         raise
     finally:
         signal.signal(signal.SIGINT, previous)  # Lightning ignores further Ctrl-C after the first
-        _switch_attention(model, attention)  # evaluation keeps the model's own kernel
+        switch_attention(model, attention)  # evaluation keeps the model's own kernel
     seconds = time.perf_counter() - start
 
     best_path, best_score = None, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,6 +55,12 @@ class LoraConfig(TrainHyperparams):
     are cast to fp32 for the adapter and back. ``bf16``: the adapter runs in bf16 under autocast (its
     weights, gradients and optimizer state stay fp32); measured 1.3x faster LoRA steps on the CPU.
     ``auto``: ``bf16`` with ``precision`` ``bf16-true`` and ``head=lm``, else ``fp32``."""
+    lean_adapter: bool = True
+    """While training, each plain LoRA layer computes ``base(x) + ((A x) * scaling) B`` directly instead of
+    through peft's general forward (adapter bookkeeping per call, and the scaling applied to the wide
+    output instead of the rank-r intermediate): measured 1.13x faster steps on the CPU (all-linear r16).
+    The same maths (bit for bit where the scaling is a power of two, as alpha = 2r is); validation,
+    evaluation and DoRA/biased/4-bit adapters use peft's forward. ``false``: peft's forward throughout."""
     bf16_adapter_compute: ClassVar[bool] = True
     """Whether the adapter may compute in bf16 at all (a backend whose base layers are not plain bf16
     Linear layers, e.g. 4-bit, keeps fp32)."""
@@ -96,30 +103,61 @@ class LoraConfig(TrainHyperparams):
         return super().lightning_precision()
 
 
-class Bf16AdapterSteps(Callback):
-    """Let the adapter take bf16 activations during training steps (under Lightning's autocast).
+def _lean_forward(layer: Any, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """peft's vanilla LoRA forward for one active adapter, with the scaling on the rank-r intermediate."""
+    import torch.nn.functional as F
 
-    peft casts each adapter's input to the adapter weights' dtype (fp32) and the result back; under
-    autocast that is a round trip for nothing. The cast is switched off for each training batch only, so
-    validation and evaluation (no autocast) see peft's behaviour."""
+    result = layer.base_layer(x, *args, **kwargs)
+    x = layer._cast_input_dtype(x, layer.lora_A[name].weight.dtype)
+    low = F.linear(layer.lora_dropout[name](x), layer.lora_A[name].weight) * layer.scaling[name]
+    return (result + F.linear(low, layer.lora_B[name].weight)).to(result.dtype)
 
-    def __init__(self, model: Any):
+
+def lean_layers(model: Any) -> list[tuple[Any, str]]:
+    """``(layer, adapter)`` for each LoRA layer whose forward :func:`_lean_forward` computes exactly: a
+    plain ``Linear`` LoRA layer, unmerged, with one active adapter, no variant (DoRA) and no bias on B."""
+    from peft.tuners.lora.layer import Linear
+
+    found = []
+    for module in model.modules():
+        if type(module) is not Linear or module.merged or module.disable_adapters:
+            continue
+        names = [n for n in module.active_adapters if n in module.lora_A]
+        if len(names) == 1 and names[0] not in module.lora_variant and module.lora_B[names[0]].bias is None:
+            found.append((module, names[0]))
+    return found
+
+
+class AdapterTrainingSteps(Callback):
+    """How the adapter computes during training steps only; validation and evaluation see peft's own.
+
+    ``bf16``: the adapter takes bf16 activations under Lightning's autocast. peft casts each adapter's
+    input to the adapter weights' dtype (fp32) and the result back; under autocast that is a round trip
+    for nothing, so the cast is switched off. ``lean``: plain LoRA layers use :func:`_lean_forward`."""
+
+    def __init__(self, model: Any, *, bf16: bool, lean: bool):
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        self.layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        self.cast_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)] if bf16 else []
+        self.lean = lean_layers(model) if lean else []
 
-    def _cast(self, enabled: bool) -> None:
-        for layer in self.layers:
-            layer.cast_input_dtype_enabled = enabled
+    def _training(self, on: bool) -> None:
+        for layer in self.cast_layers:
+            layer.cast_input_dtype_enabled = not on
+        for layer, name in self.lean:
+            if on:
+                layer.forward = partial(_lean_forward, layer, name)
+            else:
+                layer.__dict__.pop("forward", None)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self._cast(False)
+        self._training(True)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._cast(True)
+        self._training(False)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._cast(True)
+        self._training(False)
 
 
 def linear_module_names(model: Any) -> list[str]:
@@ -186,7 +224,8 @@ class LoraBackend(LocalBackend):
         return classifier_objective(list(task.labels or []))
 
     def callbacks(self, model: Any) -> list[Any]:
-        return [Bf16AdapterSteps(model)] if self.config.resolved_adapter_compute() == "bf16" else []
+        bf16, lean = self.config.resolved_adapter_compute() == "bf16", self.config.lean_adapter
+        return [AdapterTrainingSteps(model, bf16=bf16, lean=lean)] if bf16 or lean else []
 
     def prepare(self, loaded: LoadedModel) -> Any:
         from peft import get_peft_model

@@ -32,15 +32,16 @@ MAKE_DATA = SHARED / "bench" / "make_banking_chat.py"
 BANKING = SHARED / "datasets" / "banking77"
 DOC = ROOT / "docs" / "benchmarks.md"
 LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off against the default
-    "default (bf16 base, bf16 adapter maths, eager attention, fast head, length grouping)": [],
+    "default (bf16 base, bf16 adapter maths, lean adapter forward, eager attention, fast head, length grouping)": [],
     "adapter maths in fp32 (peft's casts)": ["--adapter-compute", "fp32"],
+    "peft's adapter forward (no lean forward)": ["--no-lean-adapter"],
     "sdpa attention while training": ["--attention", "sdpa"],
     "LM head over every position": ["--no-fast-head"],
     "random batches (no length grouping)": ["--no-group-by-length"],
     "fp32 instead of a bf16 base": ["--precision", "fp32"],
     "bf16-mixed (autocast on an fp32 base)": ["--precision", "bf16-mixed"],
-    "all levers off (fp32, sdpa, full head, random batches)": [
-        "--precision", "fp32", "--attention", "sdpa", "--no-fast-head", "--no-group-by-length"],
+    "all levers off (fp32, peft's forward, sdpa, full head, random batches)": [
+        "--precision", "fp32", "--no-lean-adapter", "--attention", "sdpa", "--no-fast-head", "--no-group-by-length"],
 }
 
 

@@ -1,12 +1,14 @@
-"""LocalPredictor: exact label scores (KV-cache reuse) and batch-invariant greedy generation."""
+"""LocalPredictor: exact label scores (KV-cache reuse, candidate tries in one pass), batch-invariant greedy
+generation (a shared prompt prefix run once, ended rows leaving the batch) equal to transformers' own."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from ftframe.engine import predict as predict_module
 from ftframe.engine.chat import encode, prompt_ids
-from ftframe.engine.predict import LocalPredictor
+from ftframe.engine.predict import CandidateTree, LocalPredictor, shared_prefix_len
 
 PROMPTS = [
     [{"role": "user", "content": "invoice"}],
@@ -17,6 +19,11 @@ PROMPTS = [
     [{"role": "user", "content": "x"}],
 ]
 CANDIDATES = ["billing", "technical support", "a", "privacy"]
+SYSTEM = {"role": "system", "content": "You are a banking support assistant. Reply with the intent label only."}
+SAME_SYSTEM = [[SYSTEM, {"role": "user", "content": text}] for text in
+               ("card not arrived", "why was I charged twice for one payment at the shop yesterday", "pin?",
+                "how do I top up by bank transfer", "x")]
+"""Prompts that begin alike (a test set's system prompt): batches of them run the common prefix once."""
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +55,59 @@ def test_score_equals_full_forward_log_likelihood(model, tiny_tokenizer, batch_s
     assert (got < 0).all()
 
 
+# Candidates that begin alike share trie nodes; "card" is a prefix of the others' text.
+SHARED_CANDIDATES = ["card arrival", "card delivery estimate", "card", "cash withdrawal", "card arrival"]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_candidates_with_shared_prefixes_score_exactly(tiny_model_dir, tiny_tokenizer, attention, batch_size):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attention).eval()
+    got = torch.tensor(LocalPredictor(model, tiny_tokenizer, batch_size=batch_size).score(PROMPTS, SHARED_CANDIDATES))
+    ref = torch.tensor([[reference_score(model, tiny_tokenizer, p, c) for c in SHARED_CANDIDATES] for p in PROMPTS])
+    assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+    assert torch.equal(got[:, 0], got[:, 4])  # the same candidate twice: the same nodes, the same score
+
+
+def test_score_in_passes_of_one_row_when_the_logits_would_not_fit(model, tiny_tokenizer, monkeypatch):
+    whole = torch.tensor(LocalPredictor(model, tiny_tokenizer, batch_size=5).score(PROMPTS, SHARED_CANDIDATES))
+    monkeypatch.setattr(predict_module, "SCORE_LOGITS_BYTES", 1)
+    seen = []
+    split = LocalPredictor(model, tiny_tokenizer, batch_size=5).score(PROMPTS, SHARED_CANDIDATES, progress=seen.append)
+    assert seen == [1] * len(PROMPTS)
+    assert torch.allclose(torch.tensor(split), whole, atol=1e-4)
+
+
+def test_loglik_of_one_reply_per_prompt_equals_the_full_forward(model, tiny_tokenizer):
+    replies = ["billing", "technical support for the app", "a", "card delivery", "x y z"]
+    got = LocalPredictor(model, tiny_tokenizer, batch_size=3).loglik(PROMPTS, replies)
+    for (ll, n), prompt, reply in zip(got, PROMPTS, replies):
+        assert ll == pytest.approx(reference_score(model, tiny_tokenizer, prompt, reply), abs=1e-4)
+        trained = encode(tiny_tokenizer, list(prompt) + [{"role": "assistant", "content": reply}]).labels
+        assert n == sum(label != -100 for label in trained)  # the reply's tokens, as training counts them
+
+
+def test_candidate_tree_shares_prefixes_and_each_node_sees_its_ancestors():
+    tree = CandidateTree([[5, 6, 7], [5, 6, 8, 9], [5], [4, 6]])
+    # nodes: [5], [5,6], [5,6,8], [4]; the candidates' last tokens need none
+    assert tree.tokens == [5, 6, 8, 4] and tree.depth == [1, 2, 3, 1]
+    assert tree.lengths == [3, 4, 1, 2]
+    assert tree.ancestors.tolist() == [[True, False, False, False], [True, True, False, False],
+                                       [True, True, True, False], [False, False, False, True]]
+    steps = tree.steps.tolist()
+    assert [s for s in steps if s[0] == 1] == [[1, -1, 5], [1, 0, 6], [1, 1, 8], [1, 2, 9]]
+    assert [s for s in steps if s[0] == 2] == [[2, -1, 5]]
+
+
+def test_shared_prefix_leaves_a_token_of_every_row():
+    assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the first row keeps its last token
+    assert shared_prefix_len([[1, 2, 3]]) == 0  # one row: nothing to share
+    assert shared_prefix_len([[7, 2], [8, 2]]) == 0
+
+
 def test_score_reports_progress(model, tiny_tokenizer):
     seen = []
     LocalPredictor(model, tiny_tokenizer, batch_size=2).score(PROMPTS, CANDIDATES[:2], progress=seen.append)
@@ -62,6 +122,77 @@ def test_batched_generation_equals_one_at_a_time(model, tiny_tokenizer):
     assert len(four) == len(PROMPTS)
     assert four == one
     assert any(answer for answer in one)  # something was generated
+
+
+def test_a_shared_prompt_prefix_runs_once_and_changes_no_answer(model, tiny_tokenizer, monkeypatch):
+    predictor = LocalPredictor(model, tiny_tokenizer, batch_size=5)
+    rows = predictor._encode_prompts(SAME_SYSTEM)
+    assert shared_prefix_len(rows) >= predict_module.MIN_SHARED_PREFIX  # the chat template's opening
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        with torch.no_grad():
+            mask, cache, logits = predictor._prompt_pass(rows)
+        shared = shared_prefix_len(rows)
+        assert shapes == [(1, shared), (len(rows), max(map(len, rows)) - shared)]  # the prefix once, then the rest
+        assert cache.get_seq_length() == mask.shape[1] and mask.sum(1).tolist() == [len(r) for r in rows]
+        assert logits.shape[0] == len(rows)
+        shared_answers = predictor.generate(SAME_SYSTEM, max_new_tokens=6)
+        shared_scores = predictor.score(SAME_SYSTEM, SHARED_CANDIDATES)
+        monkeypatch.setattr(predict_module, "MIN_SHARED_PREFIX", 10**6)
+        shapes.clear()
+        with torch.no_grad():
+            predictor._prompt_pass(rows)
+        assert shapes == [(len(rows), max(map(len, rows)))]
+    finally:
+        hook.remove()
+    assert predictor.generate(SAME_SYSTEM, max_new_tokens=6) == shared_answers and any(shared_answers)
+    unshared = predictor.score(SAME_SYSTEM, SHARED_CANDIDATES)
+    assert torch.allclose(torch.tensor(unshared), torch.tensor(shared_scores), atol=1e-4)
+    ref = [[reference_score(model, tiny_tokenizer, p, c) for c in SHARED_CANDIDATES] for p in SAME_SYSTEM]
+    assert torch.allclose(torch.tensor(shared_scores), torch.tensor(ref), atol=1e-4)
+
+
+class EndsAt:
+    """The tokenizer, with another end token (one the tiny random model does produce)."""
+
+    def __init__(self, tokenizer, eos_token_id: int):
+        self._tokenizer, self.eos_token_id = tokenizer, eos_token_id
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._tokenizer(*args, **kwargs)
+
+
+def hf_greedy(model, tokenizer, prompt, max_new_tokens: int, eos: int) -> list[int]:
+    ids = torch.tensor([prompt_ids(tokenizer, prompt)])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+    tokens = out[0, ids.shape[1]:].tolist()
+    return tokens[:tokens.index(eos) + 1] if eos in tokens else tokens
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS, SAME_SYSTEM], ids=["mixed", "same-system"])
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_greedy_answers_equal_transformers_generate(model, tiny_tokenizer, batch_size, prompts):
+    """The reference is transformers' ``generate`` on each unpadded prompt. The end token is one the model
+    produces, so rows end at different steps and leave the batch while others go on."""
+    free = [hf_greedy(model, tiny_tokenizer, p, 8, tiny_tokenizer.eos_token_id) for p in prompts]
+    eos = free[0][2]
+    tokenizer = EndsAt(tiny_tokenizer, eos)
+    want = [hf_greedy(model, tiny_tokenizer, p, 8, eos) for p in prompts]
+    assert len({len(w) for w in want}) > 1 and min(len(w) for w in want) < 8  # rows end apart
+    predictor = LocalPredictor(model, tokenizer, batch_size=batch_size)
+    with torch.no_grad():
+        got = [a for batch in (predictor._encode_prompts(prompts[i:i + batch_size])
+                               for i in range(0, len(prompts), batch_size)) for a in predictor._greedy(batch, 8)]
+    assert got == want
+    texts = predictor.generate(prompts, max_new_tokens=8)
+    assert texts == [tiny_tokenizer.decode(w, skip_special_tokens=True).strip() for w in want]
+    assert predictor.generate(prompts[:2], max_new_tokens=0) == ["", ""]
 
 
 def test_generation_restores_training_mode(model, tiny_tokenizer):
@@ -206,3 +337,4 @@ def test_each_precision_computes_in_its_dtype(bf16_model, tiny_tokenizer, precis
         assert seen and set(seen) == {score_dtype}
     finally:
         hook.remove()
+

@@ -1,6 +1,7 @@
 """Training speed levers are exact where they claim to be and switch back after training: eager attention
 while training on the CPU (same loss and gradients as sdpa, the model's own kernel restored for evaluation)
-and the LoRA adapter's bf16 maths on a bf16 base (peft's input casts off only inside training steps)."""
+the LoRA adapter's bf16 maths on a bf16 base (peft's input casts off only inside training steps), and the
+lean adapter forward (peft's maths, its own forward back outside training steps)."""
 
 from __future__ import annotations
 
@@ -94,11 +95,11 @@ def test_adapter_compute_resolution_and_errors(registry):
 
 
 class StepRecorder:
-    """A plugin whose Lightning callback records, in each training step, the attention kernel and whether
-    peft casts adapter inputs."""
+    """A plugin whose Lightning callback records, in each training step, the attention kernel, whether
+    peft casts adapter inputs and whether an adapter layer runs the lean forward."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, bool]] = []
+        self.seen: list[tuple[str, bool, bool]] = []
 
     @hookimpl
     def ftframe_lightning_callbacks(self, config):
@@ -111,7 +112,8 @@ class StepRecorder:
                 from peft.tuners.tuners_utils import BaseTunerLayer
 
                 layer = next(m for m in pl_module.model.modules() if isinstance(m, BaseTunerLayer))
-                seen.append((pl_module.model.config._attn_implementation, layer.cast_input_dtype_enabled))
+                seen.append((pl_module.model.config._attn_implementation, layer.cast_input_dtype_enabled,
+                             "forward" in vars(layer)))
 
         return [Record()]
 
@@ -120,34 +122,46 @@ def test_training_uses_the_levers_and_evaluation_gets_the_model_back(tmp_path, t
     recorder = StepRecorder()
     result = run_tiny(tmp_path / "run", tiny_run_overrides(tiny_model_dir, data_path, **{
         "backend.precision": "bf16-true", "eval.baseline": False, "exporters": "[]"}), plugins=[recorder])
-    assert recorder.seen and set(recorder.seen) == {("eager", False)}
+    assert recorder.seen and set(recorder.seen) == {("eager", False, True)}
     # Validation and test evaluation generate without autocast: they only work with peft's casts back on.
     assert result.status in ("succeeded", "gate_failed"), result
     assert result.metrics["train"]["precision"] == "bf16-true"
 
 
+def test_each_adapter_lever_can_be_switched_off(tmp_path, tiny_model_dir, data_path):
+    recorder = StepRecorder()
+    run_tiny(tmp_path / "run", tiny_run_overrides(tiny_model_dir, data_path, **{
+        "backend.precision": "bf16-true", "backend.adapter_compute": "fp32", "backend.lean_adapter": False,
+        "backend.attention": "sdpa", "eval.baseline": False, "exporters": "[]"}), plugins=[recorder])
+    assert recorder.seen and set(recorder.seen) == {("sdpa", True, False)}
+
+
 def test_switching_the_attention_kernel_returns_the_previous_one(tiny_model_dir):
-    from ftframe.engine.fit import _switch_attention
+    from ftframe.engine.predict import switch_attention
 
     model = lora_model(tiny_model_dir)
-    assert _switch_attention(model, "eager") == "sdpa"
+    assert switch_attention(model, "eager") == "sdpa"
     assert model.config._attn_implementation == "eager"
-    assert _switch_attention(model, "sdpa") == "eager"
+    assert switch_attention(model, "sdpa") == "eager"
     assert model.config._attn_implementation == "sdpa"
-    assert _switch_attention(torch.nn.Linear(2, 2), "eager") is None  # not a transformers model: untouched
+    assert switch_attention(torch.nn.Linear(2, 2), "eager") is None  # not a transformers model: untouched
 
 
-def test_bf16_adapter_maths_stays_close_to_fp32_adapter_maths(tiny_model_dir):
-    from ftframe_backends.lora import Bf16AdapterSteps
+def bf16_lora(model_dir: Path, **lora) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False),
-                           autocast_adapter_dtype=True)
-    batch = padded_batch()
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+    return get_peft_model(base, LoraConfig(target_modules="all-linear", init_lora_weights=False, **lora),
+                          autocast_adapter_dtype=True)
+
+
+def test_bf16_adapter_maths_stays_close_to_fp32_adapter_maths(tiny_model_dir):
+    from ftframe_backends.lora import AdapterTrainingSteps
+
+    model, batch = bf16_lora(tiny_model_dir, r=4, lora_alpha=8), padded_batch()
     fp32_loss, fp32_grads = loss_and_grads(model, batch, True)
-    steps = Bf16AdapterSteps(model)
+    steps = AdapterTrainingSteps(model, bf16=True, lean=False)
     steps.on_train_batch_start(None, None, batch, 0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16_loss, bf16_grads = loss_and_grads(model, batch, True)
@@ -158,7 +172,50 @@ def test_bf16_adapter_maths_stays_close_to_fp32_adapter_maths(tiny_model_dir):
         cos = torch.nn.functional.cosine_similarity(bf16_grads[name].flatten(), grad.flatten(), dim=0)
         assert cos > 0.98, name
     # Outside training steps peft casts again, so a model without autocast still runs.
-    assert all(layer.cast_input_dtype_enabled for layer in steps.layers)
+    assert steps.cast_layers and all(layer.cast_input_dtype_enabled for layer in steps.cast_layers)
     with torch.no_grad():
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
 
+
+@pytest.mark.parametrize("alpha, bf16", [(8, False), (8, True), (6, False)])
+def test_the_lean_adapter_forward_gives_peft_loss_and_gradients(tiny_model_dir, alpha, bf16):
+    """scaling = alpha / r: 2 (a power of two: the same bits), or 1.5 (the same maths, rounded apart)."""
+    from ftframe_backends.lora import AdapterTrainingSteps
+
+    model, batch = bf16_lora(tiny_model_dir, r=4, lora_alpha=alpha), padded_batch()
+
+    def step(lean: bool) -> tuple[float, dict]:
+        steps = AdapterTrainingSteps(model, bf16=bf16, lean=lean)
+        steps.on_train_batch_start(None, None, batch, 0)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return loss_and_grads(model, batch, True)
+        finally:
+            steps.on_train_batch_end(None, None, None, batch, 0)
+
+    peft_loss, peft_grads = step(lean=False)
+    lean_loss, lean_grads = step(lean=True)
+    exact = alpha == 8
+    assert lean_loss == peft_loss if exact else lean_loss == pytest.approx(peft_loss, rel=1e-5)
+    for name, grad in peft_grads.items():
+        if exact:
+            assert torch.equal(lean_grads[name], grad), name
+        else:
+            assert torch.allclose(lean_grads[name], grad, rtol=1e-4, atol=1e-6), name
+    assert not any("forward" in vars(m) for m in model.modules())  # peft's forward is back
+
+
+def test_the_lean_forward_leaves_dora_and_merged_layers_to_peft(tiny_model_dir):
+    from ftframe_backends.lora import AdapterTrainingSteps, lean_layers
+
+    plain = bf16_lora(tiny_model_dir, r=4, lora_alpha=8)
+    assert len(lean_layers(plain)) == sum(1 for m in plain.modules() if type(m).__name__ == "Linear"
+                                          and hasattr(m, "lora_A"))
+    plain.merge_adapter()
+    assert lean_layers(plain) == []
+    plain.unmerge_adapter()
+    assert lean_layers(bf16_lora(tiny_model_dir, r=4, lora_alpha=8, use_dora=True)) == []
+    steps = AdapterTrainingSteps(plain, bf16=False, lean=True)
+    steps.on_train_batch_start(None, None, None, 0)
+    steps.on_exception(None, None, RuntimeError("step failed"))
+    assert not any("forward" in vars(m) for m in plain.modules())
