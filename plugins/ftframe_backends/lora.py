@@ -108,6 +108,8 @@ def _lean_forward(layer: Any, name: str, x: Any, *args: Any, **kwargs: Any) -> A
     import torch.nn.functional as F
 
     result = layer.base_layer(x, *args, **kwargs)
+    if layer.disable_adapters:  # e.g. DPO's reference pass, inside the training step
+        return result
     x = layer._cast_input_dtype(x, layer.lora_A[name].weight.dtype)
     low = F.linear(layer.lora_dropout[name](x), layer.lora_A[name].weight) * layer.scaling[name]
     return (result + F.linear(low, layer.lora_B[name].weight)).to(result.dtype)

@@ -219,3 +219,25 @@ def test_the_lean_forward_leaves_dora_and_merged_layers_to_peft(tiny_model_dir):
     steps.on_train_batch_start(None, None, None, 0)
     steps.on_exception(None, None, RuntimeError("step failed"))
     assert not any("forward" in vars(m) for m in plain.modules())
+
+
+def test_the_lean_forward_honours_disabled_adapters(tiny_model_dir):
+    """DPO's reference pass disables the adapter inside the training step: it must see the base model."""
+    from ftframe_backends.lora import AdapterTrainingSteps
+
+    model, batch = bf16_lora(tiny_model_dir, r=4, lora_alpha=8), padded_batch()
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        with model.disable_adapter():
+            base = model(**inputs).logits
+        tuned = model(**inputs).logits
+        steps = AdapterTrainingSteps(model, bf16=False, lean=True)
+        steps.on_train_batch_start(None, None, batch, 0)
+        try:
+            with model.disable_adapter():
+                lean_base = model(**inputs).logits
+            lean_tuned = model(**inputs).logits
+        finally:
+            steps.on_train_batch_end(None, None, None, batch, 0)
+    assert not torch.equal(base, tuned)  # the adapter changes the answer (B is not zero here)
+    assert torch.equal(lean_base, base) and torch.equal(lean_tuned, tuned)
