@@ -59,7 +59,7 @@ class LoraConfig(TrainHyperparams):
     """While training, each plain LoRA layer computes ``base(x) + ((A x) * scaling) B`` directly instead of
     through peft's general forward (adapter bookkeeping per call, and the scaling applied to the wide
     output instead of the rank-r intermediate): measured 1.09x the training throughput on the CPU (r16 on
-    all linear layers; 1.13x in a bare step loop). The same maths (bit for bit where the scaling is a
+    all linear layers; 1.02x-1.13x in bare step loops). The same maths (bit for bit where the scaling is a
     power of two, as alpha = 2r is); validation, evaluation and DoRA/biased/4-bit adapters use peft's
     forward. ``false``: peft's forward throughout."""
     bf16_adapter_compute: ClassVar[bool] = True
