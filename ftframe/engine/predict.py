@@ -101,7 +101,6 @@ class CandidateTree:
         """Tokens of the prefix a node ends (1 for a candidate's first token)."""
         self.lengths: list[int] = [len(c) for c in candidates]
         steps: list[tuple[int, int, int]] = []
-        """``(candidate, node, next token)`` for every token of every candidate; node -1 is the prompt's end."""
         parents: list[int] = []
         index: dict[tuple[int, ...], int] = {(): -1}
         for c, cand in enumerate(candidates):
@@ -114,6 +113,7 @@ class CandidateTree:
                     parents.append(index[key[:-1]])
                 steps.append((c, index[key], token))
         self.steps = torch.tensor(steps, dtype=torch.long).reshape(-1, 3)
+        """``[candidate, node, next token]`` for every token of every candidate; node -1 is the prompt's end."""
         n = len(self.tokens)
         self.ancestors = torch.zeros((n, n), dtype=torch.bool)
         """``[node, node]``: which nodes a node attends to (its ancestors and itself)."""
@@ -364,15 +364,15 @@ class LocalPredictor:
                 tokens[r, :k] = torch.tensor(tree.tokens, dtype=torch.long)
                 node_pos[r, :k] = int(mask[r].sum()) + torch.tensor(tree.depth) - 1
                 sees[r, :k, length:length + k] = tree.ancestors
-            dtype = self.model.get_input_embeddings().weight.dtype
-            dtype = dtype if dtype.is_floating_point else torch.float32
-            # additive form: eager attention adds the mask to the scores, sdpa accepts it as it is
-            bias = torch.zeros(sees.shape, dtype=dtype).masked_fill_(~sees, torch.finfo(dtype).min)
-            # eager and sdpa take a custom mask; other kernels (flash attention) do not
+            # A custom 4-D mask is taken by eager attention (added to the scores: the additive form, in fp32,
+            # which the scores of any dtype promote to) and by sdpa (boolean); other kernels (flash, flex)
+            # take none, so the candidate pass runs on sdpa.
             kernel = getattr(getattr(self.model, "config", None), "_attn_implementation", None)
-            previous = switch_attention(self.model, "sdpa" if kernel not in ("eager", "sdpa") else None)
+            previous = switch_attention(self.model, "sdpa" if kernel != "eager" else None)
+            if kernel == "eager":
+                sees = torch.zeros(sees.shape).masked_fill_(~sees, torch.finfo(torch.float32).min)
             try:
-                node_logits = self.model(input_ids=tokens.to(dev), attention_mask=bias.unsqueeze(1).to(dev),
+                node_logits = self.model(input_ids=tokens.to(dev), attention_mask=sees.unsqueeze(1).to(dev),
                                          position_ids=node_pos.to(dev), past_key_values=cache, use_cache=True).logits
             finally:
                 switch_attention(self.model, previous)

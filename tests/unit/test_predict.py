@@ -338,3 +338,16 @@ def test_each_precision_computes_in_its_dtype(bf16_model, tiny_tokenizer, precis
     finally:
         hook.remove()
 
+
+
+@pytest.mark.slow  # flex attention compiles its kernels (~40 s on the CPU)
+def test_a_kernel_without_custom_masks_scores_on_sdpa_and_keeps_its_kernel(tiny_model_dir, tiny_tokenizer):
+    """flex attention (like flash attention) takes no 4-D tensor mask: the candidate pass runs on sdpa
+    (without the switch the process crashes in the flex kernel)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="flex_attention").eval()
+    got = torch.tensor(LocalPredictor(model, tiny_tokenizer, batch_size=3).score(PROMPTS, SHARED_CANDIDATES))
+    assert model.config._attn_implementation == "flex_attention"  # given back
+    ref = torch.tensor([[reference_score(model, tiny_tokenizer, p, c) for c in SHARED_CANDIDATES] for p in PROMPTS])
+    assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
