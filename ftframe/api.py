@@ -370,6 +370,13 @@ class Exporter(Plugin):
     """The backend kinds (``Backend.kind``) it can export; ``None``: any. Checked before a run starts,
     so a paid or long training job never ends in an exporter that cannot handle its result."""
 
+    @classmethod
+    def config_problems(cls, config: Any) -> list[str]:
+        """What in the whole composed ``config`` this exporter cannot export, beyond :attr:`accepts` (e.g. a
+        model with a classification head instead of an LM head): one message per problem, naming the key to
+        change. Checked with the rest of the validation, before a run starts. Default: none."""
+        return []
+
     def export(self, ctx: ExportContext) -> ExportResult:
         raise NotImplementedError
 

@@ -74,7 +74,8 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
 
 
 def _exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
-    """Exporters that cannot handle what the configured backend produces (e.g. ``adapter`` after ``full``)."""
+    """Exporters that cannot handle what the configured backend produces (e.g. ``adapter`` after ``full``,
+    or a classification head for ``gguf``: :meth:`ftframe.api.Exporter.config_problems`)."""
     backend = (cfg.get("backend") or {}).get("name")
     if backend is None or backend not in registry.classes["backend"]:
         return []
@@ -86,6 +87,8 @@ def _exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
             usable = [n for n, c in sorted(registry.classes["exporter"].items()) if c.accepts is None or kind in c.accepts]
             out.append(f"exporters.{name}: backend {backend!r} produces a {kind!r} model, which {name!r} cannot "
                        f"export (it takes {', '.join(sorted(cls.accepts))}). Use exporters=[{','.join(usable)}].")
+        elif cls is not None:
+            out += [f"exporters.{name}: {problem}" for problem in cls.config_problems(cfg)]
     return out
 
 

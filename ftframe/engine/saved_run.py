@@ -53,12 +53,12 @@ class SavedRun:
     """A display name, e.g. ``tiny (SmolLM2-135M-Instruct + LoRA)``."""
     info: dict[str, Any] = field(default_factory=dict)
     backend: Any = None
-    """The backend plugin that trained the adapter (it builds the predictor, e.g. a classification
-    head's); ``None`` for merged weights."""
+    """The backend plugin that trained the model, where it builds the predictor: for an adapter, and for
+    merged weights with a class head; ``None`` for other merged weights."""
 
     def predictor(self, *, batch_size: int | None = None) -> Any:
         """A predictor over the tuned model: the training backend's (:meth:`ftframe.api.Backend.tuned_predictor`)
-        for an adapter, a :class:`~ftframe.engine.predict.LocalPredictor` for merged weights."""
+        where :attr:`backend` is set, else a :class:`~ftframe.engine.predict.LocalPredictor`."""
         from ftframe.engine.predict import LocalPredictor
 
         size = batch_size or int(self.config.get("eval", {}).get("batch_size") or 16)
@@ -195,6 +195,11 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
     else:
         model, tokenizer = load_pretrained(folder)
         base_name = str(((manifest.get("metrics") or {}).get("train") or {}).get("base_model") or folder.name)
+        if _saved_as_classifier(folder):  # its class head answers, through the backend's predictor
+            from ftframe.plugins import Registry, get_plugin_manager
+
+            backend = _run_backend(Registry(pm or get_plugin_manager()), config, folder,
+                                   "whose predictor reads the class head")
     model.eval()
     guard_head_input(model)
     name = f"{config.task.name} ({base_name} + {'LoRA' if kind == 'adapter' else 'merged'})"
@@ -222,20 +227,42 @@ def saved_task(run_dir: Path, config: DictConfig) -> TaskInfo:
 
 
 def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[Any, Any]:
-    """A causal LM (fp32 unless ``dtype``) and its tokenizer from a Hugging Face folder, in eval mode.
+    """The model (fp32 unless ``dtype``) and its tokenizer from a Hugging Face folder, in eval mode: a
+    causal LM, or a sequence classifier where the folder was saved as one (the merged weights of a
+    ``backend.head=classifier`` run keep their class head).
 
     ``kwargs`` go to both ``from_pretrained`` calls (e.g. ``gguf_file=``). The tokenizer gets a pad
     token (its eos) if it has none, as training gave it.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
+    auto = AutoModelForSequenceClassification if _saved_as_classifier(folder) else AutoModelForCausalLM
+    model = auto.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
     model.eval()
     return model, tokenizer
+
+
+def _saved_as_classifier(folder: Path) -> bool:
+    """Whether ``folder/config.json`` names a sequence-classification architecture."""
+    path = Path(folder) / "config.json"
+    try:
+        architectures = json.loads(path.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        return False  # no readable config (e.g. a GGUF file): transformers reports what it lacks
+    return any(str(a).endswith("ForSequenceClassification") for a in architectures)
+
+
+def _run_backend(registry: Any, config: DictConfig, folder: Path, why: str) -> Any:
+    """The backend plugin that trained the run, rebuilt from its saved config."""
+    try:
+        return registry.create("backend", str(config.backend.name), config.backend)
+    except FtframeError as exc:
+        raise RunDirError(f"{folder.parent}: cannot rebuild this run's backend (backend={config.backend.name}), "
+                          f"{why}: {exc}") from exc
 
 
 def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], task: TaskInfo,
@@ -253,11 +280,7 @@ def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], ta
     except FtframeError as exc:
         raise RunDirError(f"{folder.parent}: cannot load the base model of this run's adapter "
                           f"(model={config.model.name}): {exc}") from exc
-    try:
-        backend = registry.create("backend", str(config.backend.name), config.backend)
-    except FtframeError as exc:
-        raise RunDirError(f"{folder.parent}: cannot rebuild this run's backend (backend={config.backend.name}), "
-                          f"which loads its adapter: {exc}") from exc
+    backend = _run_backend(registry, config, folder, "which loads its adapter")
     model = backend.tuned_model(base, folder, task)  # type: ignore[attr-defined]
     tokenizer = base.tokenizer
     if (folder / "tokenizer_config.json").is_file():

@@ -37,8 +37,9 @@ class CastLinear(torch.nn.Linear):
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias)
 
 
-def sequence_classifier(causal_lm: Any, num_labels: int, pad_id: int) -> Any:
-    """A ``*ForSequenceClassification`` model sharing ``causal_lm``'s decoder, with a fresh fp32 head.
+def sequence_classifier(causal_lm: Any, labels: Sequence[str], pad_id: int) -> Any:
+    """A ``*ForSequenceClassification`` model sharing ``causal_lm``'s decoder, with a fresh fp32 head over
+    ``labels`` (in that order; the config names them, so merged weights reload with their label names).
 
     transformers pools the last token that is not ``pad_id`` (the prompt's last token with right or left
     padding: prompts end with the assistant header, never with the pad token).
@@ -47,10 +48,11 @@ def sequence_classifier(causal_lm: Any, num_labels: int, pad_id: int) -> Any:
 
     from transformers import AutoModelForSequenceClassification
 
+    num_labels = len(labels)
     config = copy.deepcopy(causal_lm.config)
     config.num_labels, config.pad_token_id = num_labels, pad_id
-    config.id2label = {i: str(i) for i in range(num_labels)}
-    config.label2id = {str(i): i for i in range(num_labels)}
+    config.id2label = {i: str(label) for i, label in enumerate(labels)}
+    config.label2id = {str(label): i for i, label in enumerate(labels)}
     try:
         with torch.device("meta"):  # the decoder comes from causal_lm; build only the wrapper here
             model = AutoModelForSequenceClassification.from_config(config)

@@ -236,7 +236,7 @@ class LoraBackend(LocalBackend):
         model = loaded.model
         if self.config.head == "classifier":
             pad = pad_id(loaded.tokenizer)
-            model = sequence_classifier(model, len(self._objective.labels), pad)
+            model = sequence_classifier(model, self._objective.labels, pad)
             if self.config.head_init == "imprint":
                 items = self._objective.encode(loaded.tokenizer, self._train_examples, self.config.max_length).items
                 imprint_head(model, items, pad, batch_size=self.config.batch_size)
@@ -249,6 +249,6 @@ class LoraBackend(LocalBackend):
         from peft import PeftModel
 
         labels = self.objective_for(task).labels  # refuses a run dir that records no label set
-        model = sequence_classifier(base.model, len(labels), pad_id(base.tokenizer))
+        model = sequence_classifier(base.model, labels, pad_id(base.tokenizer))
         # The trained head is in the adapter folder (PEFT's modules_to_save) and replaces the fresh one.
         return PeftModel.from_pretrained(model, adapter_dir, autocast_adapter_dtype=True)

@@ -172,6 +172,13 @@ class GgufExporter(Exporter):
     accepts = frozenset({"adapter", "full"})
     Config = GgufConfig
 
+    @classmethod
+    def config_problems(cls, config: Any) -> list[str]:
+        if str((config.get("backend") or {}).get("head") or "lm") == "classifier":
+            return [("backend.head=classifier trains a classification head, which GGUF (a causal-LM format) "
+                     "has no place for. Use exporters=[adapter] or [merged] for such a run.")]
+        return []
+
     def export(self, ctx: ExportContext) -> ExportResult:
         model, tokenizer = local_model(ctx, self.name)
         check_supported(getattr(model, "config", None))

@@ -32,7 +32,7 @@ def classifier_model(registry, tiny_model_dir, tiny_tokenizer):
 
     backend = registry.create("backend", "lora", {"head": "classifier", "r": 4, "alpha": 8})
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model = sequence_classifier(base, len(LABELS), tiny_tokenizer.pad_token_id)
+    model = sequence_classifier(base, LABELS, tiny_tokenizer.pad_token_id)
     return base, get_peft_model(model, backend.peft_config(model))
 
 
@@ -98,7 +98,7 @@ def classifier_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("classifier_run")
     data = write_chat_jsonl(tmp / "data.jsonl", toy_classification_rows(12))
     result = run_tiny(tmp / "run", tiny_run_overrides(
-        tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[adapter]",
+        tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[adapter,merged]",
                                  "backend.epochs": 6, "backend.lr": 2e-2, "backend.early_stopping_patience": "null"}))
     return result, tmp / "run"
 
@@ -127,6 +127,28 @@ def test_saved_classifier_run_loads_with_its_head(classifier_run):
     table = predictor.score([ex.prompt for ex in saved.split("test")], list(recorded[0].scores))
     for row, pred in zip(table, recorded, strict=True):
         assert row == pytest.approx(list(pred.scores.values()), abs=0.05)  # bf16 base: batch-shape rounding
+        assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
+
+
+def test_merged_export_keeps_the_class_head_and_its_label_names(classifier_run):
+    """The merged weights reload as a sequence classifier (verified against the run's model by class
+    logits), name the labels in their config, and ``ftframe eval``'s loader answers through the head."""
+    from transformers import AutoModelForSequenceClassification
+
+    result, run = classifier_run
+    assert result.exports["merged"]["verified"] is True
+    config = json.loads((run / "merged" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    assert config["id2label"] == {"0": "billing", "1": "technical"}  # the task's labels, in the head's order
+    model = AutoModelForSequenceClassification.from_pretrained(run / "merged")  # plain transformers, no peft
+    assert model.score.weight.shape[0] == len(LABELS)
+    saved = load_saved_run(run, prefer="merged")
+    assert saved.weights == "merged" and not hasattr(saved.model, "peft_config")
+    predictor = saved.predictor()
+    assert isinstance(predictor, ClassifierPredictor)
+    recorded = saved.predictions()
+    table = predictor.score([ex.prompt for ex in saved.split("test")], list(recorded[0].scores))
+    for row, pred in zip(table, recorded, strict=True):
         assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
 
 
@@ -207,7 +229,7 @@ def test_ensemble_refuses_mismatched_members(classifier_run, finished_run_copy, 
 def test_imprinted_head_starts_from_the_class_means(registry, tiny_model_dir, tiny_tokenizer):
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     labels = ["billing", "technical", "unused"]
-    model = sequence_classifier(base, len(labels), tiny_tokenizer.pad_token_id)
+    model = sequence_classifier(base, labels, tiny_tokenizer.pad_token_id)
     random_row = getattr(model, HEAD_NAME).weight[2].clone()
     rows = toy_classification_rows(3)
     examples = [Example([{"role": "user", "content": t}, {"role": "assistant", "content": y}]) for t, y in rows]

@@ -156,7 +156,16 @@ def test_exporter_that_cannot_handle_the_backend_is_refused_before_training(pm, 
     assert refused not in suggestion and "model_card" in suggestion
 
 
+def test_gguf_export_of_a_classification_head_is_refused_before_training(pm, registry, data_file):
+    found = problems(compose([f"data.path={data_file}", "backend.head=classifier", "exporters=[adapter,gguf]"],
+                             pm=pm), registry)
+    assert [p for p in found if p.startswith("exporters.")] == [
+        ("exporters.gguf: backend.head=classifier trains a classification head, which GGUF (a causal-LM format) "
+         "has no place for. Use exporters=[adapter] or [merged] for such a run.")]
+
+
 def test_exporters_matching_the_backend_pass(pm, registry, data_file):
-    for overrides in (["backend=full", "exporters=[merged,gguf,model_card]"], ["exporters=[adapter,merged]"]):
+    for overrides in (["backend=full", "exporters=[merged,gguf,model_card]"], ["exporters=[adapter,merged]"],
+                      ["backend.head=classifier", "exporters=[adapter,merged,model_card]"]):
         found = problems(compose([f"data.path={data_file}", *overrides], pm=pm), registry)
         assert not [p for p in found if p.startswith("exporters.")], found
