@@ -96,7 +96,9 @@ def export_saved_run(run_dir: str | Path, overrides: Sequence[str], *, pm: Any =
     saved = load_saved_run(run_dir, pm=pm)
     exporters = parse_exporter_overrides(overrides, saved.config.get("exporters"))
     for name in exporters:
-        registry.get("exporter", name)  # an unknown name fails before any work
+        problems = registry.get("exporter", name).config_problems(saved.config)  # an unknown name fails here
+        if problems:  # before any work, as a job's validation would have refused it
+            raise ConfigError(f"exporters.{name}: {problems[0]}")
     ctx = saved_export_context(saved)
     con.print(f"loaded {saved.run_dir} ({saved.weights} weights from {saved.weights_path})")
     done: dict[str, Any] = {}

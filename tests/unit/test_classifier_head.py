@@ -152,6 +152,15 @@ def test_merged_export_keeps_the_class_head_and_its_label_names(classifier_run):
         assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
 
 
+def test_exporting_a_classifier_run_to_gguf_later_is_refused_up_front(classifier_run):
+    from ftframe.engine.export import export_saved_run
+
+    _, run = classifier_run
+    with pytest.raises(ConfigError, match=r"exporters\.gguf: backend\.head=classifier .* GGUF"):
+        export_saved_run(run, ["exporters=[gguf]"])
+    assert not list(run.glob("*.gguf"))
+
+
 def test_saved_classifier_run_without_a_label_set_is_refused(classifier_run, tmp_path):
     _, run = classifier_run
     copy = tmp_path / "nolabels"
