@@ -372,9 +372,13 @@ class Exporter(Plugin):
 
     @classmethod
     def config_problems(cls, config: Any) -> list[str]:
-        """What in the whole composed ``config`` this exporter cannot export, beyond :attr:`accepts` (e.g. a
-        model with a classification head instead of an LM head): one message per problem, naming the key to
-        change. Checked with the rest of the validation, before a run starts. Default: none."""
+        """What in the whole ``config`` this exporter cannot export, beyond :attr:`accepts` (e.g. a model
+        with a classification head instead of an LM head): one message per problem, naming the key to
+        change. Default: none.
+
+        Called before a run starts, with the composed (unresolved) config, and by ``ftframe export
+        RUN_DIR`` with the run's saved config and the exporters given there. ``config`` is an OmegaConf
+        ``DictConfig`` in both cases: read keys with ``.get()``, as a plugin's own keys may be absent."""
         return []
 
     def export(self, ctx: ExportContext) -> ExportResult:

@@ -69,13 +69,14 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
     if any(s < 0 or s > 1 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         out.append(f"split: train + val + test must be 1 with each in [0, 1]; got {shares}.")
     out += transform_problems(cfg)
-    out += _exporter_problems(cfg, registry)
+    out += exporter_problems(cfg, registry)
     return out
 
 
-def _exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
+def exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
     """Exporters that cannot handle what the configured backend produces (e.g. ``adapter`` after ``full``,
-    or a classification head for ``gguf``: :meth:`ftframe.api.Exporter.config_problems`)."""
+    or a classification head for ``gguf``: :meth:`ftframe.api.Exporter.config_problems`). Also checked by
+    ``ftframe export`` on a run's saved config with the exporters given there."""
     backend = (cfg.get("backend") or {}).get("name")
     if backend is None or backend not in registry.classes["backend"]:
         return []
@@ -88,7 +89,11 @@ def _exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
             out.append(f"exporters.{name}: backend {backend!r} produces a {kind!r} model, which {name!r} cannot "
                        f"export (it takes {', '.join(sorted(cls.accepts))}). Use exporters=[{','.join(usable)}].")
         elif cls is not None:
-            out += [f"exporters.{name}: {problem}" for problem in cls.config_problems(cfg)]
+            try:
+                found = cls.config_problems(cfg)
+            except Exception as exc:  # noqa: BLE001 - a plugin bug must read as a problem, not a crash
+                found = [f"its config check failed ({type(exc).__name__}: {exc}); report this to the plugin's authors."]
+            out += [f"exporters.{name}: {problem}" for problem in found]
     return out
 
 

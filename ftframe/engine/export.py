@@ -15,7 +15,8 @@ from omegaconf import ListConfig, OmegaConf
 
 from ftframe import console as ui
 from ftframe.api import ExportContext, TrainedModel
-from ftframe.engine.saved_run import SavedRun, load_saved_run
+from ftframe.config.validate import exporter_problems
+from ftframe.engine.saved_run import SavedRun, load_saved_run, read_run_dir
 from ftframe.errors import ConfigError
 from ftframe.io import write_json
 from ftframe.manifest import now
@@ -93,12 +94,16 @@ def export_saved_run(run_dir: str | Path, overrides: Sequence[str], *, pm: Any =
     pm = pm or get_plugin_manager()
     con = con or ui.get_console()
     registry = Registry(pm)
-    saved = load_saved_run(run_dir, pm=pm)
-    exporters = parse_exporter_overrides(overrides, saved.config.get("exporters"))
+    _, config, _ = read_run_dir(run_dir)
+    exporters = parse_exporter_overrides(overrides, config.get("exporters"))
     for name in exporters:
-        problems = registry.get("exporter", name).config_problems(saved.config)  # an unknown name fails here
-        if problems:  # before any work, as a job's validation would have refused it
-            raise ConfigError(f"exporters.{name}: {problems[0]}")
+        registry.get("exporter", name)  # an unknown name fails before any work
+    checked = config.copy()
+    checked.exporters = exporters
+    problems = exporter_problems(checked, registry)  # what a job's validation would refuse, before loading
+    if problems:
+        raise ConfigError("\n".join(problems))
+    saved = load_saved_run(run_dir, pm=pm)
     ctx = saved_export_context(saved)
     con.print(f"loaded {saved.run_dir} ({saved.weights} weights from {saved.weights_path})")
     done: dict[str, Any] = {}

@@ -198,6 +198,11 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
         if _saved_as_classifier(folder):  # its class head answers, through the backend's predictor
             from ftframe.plugins import Registry, get_plugin_manager
 
+            names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+            if task.labels is not None and names != list(task.labels):
+                raise RunDirError(f"{folder}: the class head's labels {names} (config.json id2label) differ from "
+                                  f"the run's label set {list(task.labels)}; the merged folder does not belong to "
+                                  f"this run.")
             backend = _run_backend(Registry(pm or get_plugin_manager()), config, folder,
                                    "whose predictor reads the class head")
     model.eval()
@@ -240,7 +245,8 @@ def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    auto = AutoModelForSequenceClassification if _saved_as_classifier(folder) else AutoModelForCausalLM
+    classifier = "gguf_file" not in kwargs and _saved_as_classifier(folder)  # GGUF holds causal LMs only
+    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
     model = auto.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
     model.eval()
     return model, tokenizer

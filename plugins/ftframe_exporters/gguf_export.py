@@ -166,7 +166,8 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, *, outtype: str, name: st
 
 class GgufExporter(Exporter):
     """Merges the adapter, writes a GGUF file (f32/f16), reloads it with transformers' ``gguf_file=``
-    loader and checks it against the in-memory model."""
+    loader and checks it against the in-memory model. Refuses a ``backend.head=classifier`` run before
+    it trains (GGUF holds causal LMs)."""
 
     name = "gguf"
     accepts = frozenset({"adapter", "full"})
@@ -176,7 +177,7 @@ class GgufExporter(Exporter):
     def config_problems(cls, config: Any) -> list[str]:
         if str((config.get("backend") or {}).get("head") or "lm") == "classifier":
             return [("backend.head=classifier trains a classification head, which GGUF (a causal-LM format) "
-                     "has no place for. Use exporters=[adapter] or [merged] for such a run.")]
+                     "has no place for. Remove gguf from exporters; adapter and merged keep the head.")]
         return []
 
     def export(self, ctx: ExportContext) -> ExportResult:

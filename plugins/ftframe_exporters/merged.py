@@ -28,7 +28,9 @@ class MergedConfig(VerifyOptions):
 
 class MergedExporter(Exporter):
     """Merges the adapter into the base weights, saves a Hugging Face folder, reloads it with
-    ``AutoModelForCausalLM.from_pretrained`` and checks it against the in-memory model."""
+    ``AutoModelForCausalLM.from_pretrained`` (``AutoModelForSequenceClassification`` for a
+    ``backend.head=classifier`` run, its labels named in ``id2label``) and checks it against the
+    in-memory model."""
 
     name = "merged"
     accepts = frozenset({"adapter", "full"})

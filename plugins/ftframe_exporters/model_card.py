@@ -91,9 +91,15 @@ class ModelCardExporter(Exporter):
                 text = next((x.get("content") or "" for x in reversed(p.prompt) if x.get("role") == "user"), "")
                 text = " ".join(text.split())[:160].replace("|", "\\|")
                 lines.append(f"| {text} | {p.gold} | {p.predicted.replace('|', '/')} |")
-        lines += ["", "## Use", "", "```", f"ftframe predict {ctx.run_dir} --input questions.jsonl",
-                  f"ftframe serve {ctx.run_dir}   # OpenAI-compatible API on http://127.0.0.1:8000/v1",
-                  f"ftframe export {ctx.run_dir} exporters=[merged,gguf]", "```"]
+        # A classification-head model answers through its head: no text generation to serve, no GGUF.
+        head = str((ctx.config.get("backend") or {}).get("head") or "lm")
+        lines += ["", "## Use", "", "```", f"ftframe predict {ctx.run_dir} --input questions.jsonl"]
+        if head == "classifier":
+            lines += [f"ftframe export {ctx.run_dir} exporters=[merged]   # a *ForSequenceClassification model"]
+        else:
+            lines += [f"ftframe serve {ctx.run_dir}   # OpenAI-compatible API on http://127.0.0.1:8000/v1",
+                      f"ftframe export {ctx.run_dir} exporters=[merged,gguf]"]
+        lines += ["```"]
         lines += ["", "## Reproduce", "", "```", " ".join(["python -m ftframe", *m.get("argv", [])[1:]]), "```", "",
                   (f"ftframe commit `{m['git'].get('commit')}`{' (dirty tree)' if m['git'].get('dirty') else ''}; "
                   "package versions:"), ""]

@@ -98,7 +98,7 @@ def classifier_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("classifier_run")
     data = write_chat_jsonl(tmp / "data.jsonl", toy_classification_rows(12))
     result = run_tiny(tmp / "run", tiny_run_overrides(
-        tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[adapter,merged]",
+        tiny_model_dir, data, **{"backend.head": "classifier", "eval.mode": "score", "exporters": "[adapter,merged,model_card]",
                                  "backend.epochs": 6, "backend.lr": 2e-2, "backend.early_stopping_patience": "null"}))
     return result, tmp / "run"
 
@@ -140,25 +140,43 @@ def test_merged_export_keeps_the_class_head_and_its_label_names(classifier_run):
     config = json.loads((run / "merged" / "config.json").read_text())
     assert config["architectures"] == ["LlamaForSequenceClassification"]
     assert config["id2label"] == {"0": "billing", "1": "technical"}  # the task's labels, in the head's order
+    card = (run / "MODEL_CARD.md").read_text()  # how to use it: no serving or GGUF for a class head
+    assert "exporters=[merged]" in card and "ftframe serve" not in card and "exporters=[merged,gguf]" not in card
     model = AutoModelForSequenceClassification.from_pretrained(run / "merged")  # plain transformers, no peft
     assert model.score.weight.shape[0] == len(LABELS)
     saved = load_saved_run(run, prefer="merged")
     assert saved.weights == "merged" and not hasattr(saved.model, "peft_config")
     predictor = saved.predictor()
-    assert isinstance(predictor, ClassifierPredictor)
+    assert isinstance(predictor, ClassifierPredictor) and predictor.labels == LABELS
     recorded = saved.predictions()
     table = predictor.score([ex.prompt for ex in saved.split("test")], list(recorded[0].scores))
     for row, pred in zip(table, recorded, strict=True):
+        assert row == pytest.approx(list(pred.scores.values()), rel=0.02, abs=0.05)  # fp32 here, bf16 in the run
         assert list(pred.scores)[max(range(len(row)), key=row.__getitem__)] == pred.predicted
 
 
-def test_exporting_a_classifier_run_to_gguf_later_is_refused_up_front(classifier_run):
-    from ftframe.engine.export import export_saved_run
+def test_exporting_a_classifier_run_to_gguf_later_is_refused_before_loading(classifier_run, monkeypatch):
+    from ftframe.engine import export
 
     _, run = classifier_run
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the exporters were checked")
+
+    monkeypatch.setattr(export, "load_saved_run", no_loading)
     with pytest.raises(ConfigError, match=r"exporters\.gguf: backend\.head=classifier .* GGUF"):
-        export_saved_run(run, ["exporters=[gguf]"])
-    assert not list(run.glob("*.gguf"))
+        export.export_saved_run(run, ["exporters=[gguf]"])
+
+
+def test_merged_weights_with_other_label_names_are_refused(classifier_run, tmp_path):
+    _, run = classifier_run
+    copy = tmp_path / "swapped"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    config = json.loads((copy / "merged" / "config.json").read_text())
+    config["id2label"] = {"0": "technical", "1": "billing"}
+    (copy / "merged" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunDirError, match=r"class head's labels \['technical', 'billing'\].*differ"):
+        load_saved_run(copy, prefer="merged")
 
 
 def test_saved_classifier_run_without_a_label_set_is_refused(classifier_run, tmp_path):

@@ -161,7 +161,7 @@ def test_gguf_export_of_a_classification_head_is_refused_before_training(pm, reg
                              pm=pm), registry)
     assert [p for p in found if p.startswith("exporters.")] == [
         ("exporters.gguf: backend.head=classifier trains a classification head, which GGUF (a causal-LM format) "
-         "has no place for. Use exporters=[adapter] or [merged] for such a run.")]
+         "has no place for. Remove gguf from exporters; adapter and merged keep the head.")]
 
 
 def test_exporters_matching_the_backend_pass(pm, registry, data_file):
