@@ -19,11 +19,12 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ftframe.engine.saved_run import RunDirError, load_saved_run
+    from ftframe.engine.verify import generates_text
     from ftframe.serving import ModelServer, create_app
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     saved = load_saved_run(args.run_dir)
-    if saved.model.get_output_embeddings() is None:
+    if not generates_text(saved.model):
         raise RunDirError(f"{saved.run_dir}: this run's model has no LM head to generate text with (e.g. it "
                           f"was trained with a classification head). Get its answers with "
                           f"`ftframe predict {saved.run_dir} --input FILE` or `ftframe eval`.")

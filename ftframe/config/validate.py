@@ -89,11 +89,7 @@ def exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
             out.append(f"exporters.{name}: backend {backend!r} produces a {kind!r} model, which {name!r} cannot "
                        f"export (it takes {', '.join(sorted(cls.accepts))}). Use exporters=[{','.join(usable)}].")
         elif cls is not None:
-            try:
-                found = cls.config_problems(cfg)
-            except Exception as exc:  # noqa: BLE001 - a plugin bug must read as a problem, not a crash
-                found = [f"its config check failed ({type(exc).__name__}: {exc}); report this to the plugin's authors."]
-            out += [f"exporters.{name}: {problem}" for problem in found]
+            out += [f"exporters.{name}: {problem}" for problem in cls.config_problems(cfg)]
     return out
 
 

@@ -172,6 +172,7 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
     ``pm``: a plugin manager (default: the installed plugins), used to load the adapter's base model.
     """
     from ftframe.engine.predict import guard_head_input
+    from ftframe.engine.verify import generates_text
 
     run_dir, config, manifest = read_run_dir(run_dir)
     if prefer is not None and prefer not in WEIGHT_KINDS:
@@ -195,7 +196,7 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
     else:
         model, tokenizer = load_pretrained(folder)
         base_name = str(((manifest.get("metrics") or {}).get("train") or {}).get("base_model") or folder.name)
-        if _saved_as_classifier(folder):  # its class head answers, through the backend's predictor
+        if not generates_text(model):  # a class head answers, through the backend's predictor
             from ftframe.plugins import Registry, get_plugin_manager
 
             names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
@@ -240,26 +241,22 @@ def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[
     token (its eos) if it has none, as training gave it.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    classifier = "gguf_file" not in kwargs and _saved_as_classifier(folder)  # GGUF holds causal LMs only
+    config = AutoConfig.from_pretrained(folder, **kwargs)
+    classifier = any(str(a).endswith("ForSequenceClassification") for a in config.architectures or [])
     auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
-    model = auto.from_pretrained(folder, dtype=dtype or torch.float32, **kwargs)
+    model = auto.from_pretrained(folder, config=config, dtype=dtype or torch.float32, **kwargs)
     model.eval()
     return model, tokenizer
-
-
-def _saved_as_classifier(folder: Path) -> bool:
-    """Whether ``folder/config.json`` names a sequence-classification architecture."""
-    path = Path(folder) / "config.json"
-    try:
-        architectures = json.loads(path.read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, json.JSONDecodeError):
-        return False  # no readable config (e.g. a GGUF file): transformers reports what it lacks
-    return any(str(a).endswith("ForSequenceClassification") for a in architectures)
 
 
 def _run_backend(registry: Any, config: DictConfig, folder: Path, why: str) -> Any:

@@ -96,7 +96,7 @@ def _logits(model: Any, ids: list[int]) -> torch.Tensor:
     return model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float().cpu()
 
 
-def _generates(model: Any) -> bool:
+def generates_text(model: Any) -> bool:
     """Whether ``model`` (or the model under its PEFT wrapper) generates text; a sequence classifier does not."""
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     return bool(getattr(base, "can_generate", lambda: True)())
@@ -165,7 +165,7 @@ def _compare(reference: Any, exact_ref: Any, ref_tok: Any, artefact: Any, art_to
                 f"{what}: logits differ from the in-memory model on test prompt {n}: max |Δ| = {diff:.3g}, "
                 f"allowed {bound:.3g} (rtol {rtol:g} of max |logit|). The artefact is not the evaluated model; "
                 "it was discarded.")
-        if not _generates(reference):  # e.g. a classification head: its class logits were compared above
+        if not generates_text(reference):  # e.g. a classification head: its class logits were compared above
             continue
         ref_gen = _greedy(reference, ref_tok, ids, max_new_tokens)
         art_gen = _greedy(artefact, art_tok, ids, max_new_tokens)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from ftframe.api import ExportContext, Exporter, ExportResult, Prediction
+from ftframe.engine.verify import generates_text
 from ftframe.io import write_text
 
 
@@ -91,10 +92,8 @@ class ModelCardExporter(Exporter):
                 text = next((x.get("content") or "" for x in reversed(p.prompt) if x.get("role") == "user"), "")
                 text = " ".join(text.split())[:160].replace("|", "\\|")
                 lines.append(f"| {text} | {p.gold} | {p.predicted.replace('|', '/')} |")
-        # A classification-head model answers through its head: no text generation to serve, no GGUF.
-        head = str((ctx.config.get("backend") or {}).get("head") or "lm")
         lines += ["", "## Use", "", "```", f"ftframe predict {ctx.run_dir} --input questions.jsonl"]
-        if head == "classifier":
+        if not generates_text(ctx.trained.model):  # a class head: nothing to serve, no GGUF
             lines += [f"ftframe export {ctx.run_dir} exporters=[merged]   # a *ForSequenceClassification model"]
         else:
             lines += [f"ftframe serve {ctx.run_dir}   # OpenAI-compatible API on http://127.0.0.1:8000/v1",
