@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ftframe.engine.data import ChatDataModule
 from ftframe.engine.hparams import TrainHyperparams
 from ftframe.engine.memory import preflight
 from ftframe.engine.module import SELECT_KEY, CausalLMModule
+from ftframe.engine.packing import KERNELS, packed_collate, packing_problem, register_kernels
 from ftframe.engine.predict import switch_attention
 
 LAST = "last.ckpt"
@@ -55,6 +57,11 @@ class FitResult:
     """The memory preflight's estimate (bytes)."""
     is_global_zero: bool = True
     """False in the other processes of a distributed run (they evaluate and write nothing)."""
+    packed_batches: int = 0
+    """Training batches of this process that were packed (``backend.packing``)."""
+    computed_tokens: int = 0
+    """Token rows this process's training batches ran through the model (padding included, a packed
+    batch's shared prefix once): against ``trained_tokens``, what padding and packing did."""
 
     def info(self) -> dict[str, Any]:
         """The training facts a backend reports (``metrics.json`` → ``train``)."""
@@ -64,7 +71,7 @@ class FitResult:
                 "tokens_per_second": round(tokens / max(self.train_seconds, 1e-9), 1),
                 "best_checkpoint": self.best_checkpoint, "best_score": self.best_score, "monitor": self.monitor,
                 "resumed_from": self.resumed_from, "world_size": self.world_size, "ranks": self.ranks,
-                "memory": self.memory}
+                "memory": self.memory, "packed_batches": self.packed_batches, "computed_tokens": self.computed_tokens}
 
 
 class InterruptCheckpoint(Callback):
@@ -143,8 +150,12 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     )
     # Length grouping is our own batch sampler; distributed runs use Lightning's DistributedSampler instead.
     group = hp.group_by_length and trainer.world_size == 1
+    packing = hp.packing and module_cls.packable
+    if packing and (problem := packing_problem(model, hp.max_length)):
+        packing = False
+        ui.get_console().print(f"[dim]training on padded batches, not packed ones: {problem}[/]")
     dm = ChatDataModule(train, pad, hp.batch_size, seed, group_by_length=group, val=val,
-                        collate_fn=module_cls.collate)
+                        collate_fn=partial(packed_collate, module_cls.collate) if packing else module_cls.collate)
     device = "cuda" if str(tcfg.accelerator) in ("gpu", "cuda") or (
         str(tcfg.accelerator) == "auto" and torch.cuda.is_available()) else "cpu"
     seq_len = min(hp.max_length, max(train.lengths, default=1))
@@ -154,7 +165,11 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                          sequences_per_item=getattr(module_cls, "sequences_per_item", 1),
                          warn=lambda m: ui.get_console().print(f"[yellow]{m}[/]"))
 
-    attention = switch_attention(model, hp.training_attention(device, seq_len))
+    kernel = hp.training_attention(device, seq_len)
+    if packing:
+        register_kernels()
+        kernel = KERNELS[kernel]
+    attention = switch_attention(model, kernel)
 
     resume = resume_checkpoint(job.run_dir) if tcfg.get("resume", True) else None
     if resume is not None and trainer.is_global_zero:
@@ -187,4 +202,5 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                      module.trained_tokens, module.history, sum(x.truncated for x in train.items),
                      resumed_from=str(resume) if resume else None, world_size=trainer.world_size,
                      ranks=module.rank_stats, memory=estimate.as_dict() if estimate else None,
-                     is_global_zero=trainer.is_global_zero)
+                     is_global_zero=trainer.is_global_zero, packed_batches=module.packed_batches,
+                     computed_tokens=module.computed_tokens)

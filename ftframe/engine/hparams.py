@@ -76,6 +76,11 @@ class TrainHyperparams:
     """Epochs without improvement of the task metric before stopping (null disables)."""
     group_by_length: bool = True
     """Batch examples of similar length together (less padding; exact)."""
+    packing: bool = True
+    """Pack each batch into one row without padding, computing the rows' common prefix (e.g. a shared
+    system prompt) once, with attention kept per row (exact; ``ftframe.engine.packing``). A batch is packed
+    when that saves at least 10% of its token rows and the model's architecture is supported; other
+    objectives (classification head, preference pairs) and architectures train on padded rows."""
     fast_head: bool = True
     """Compute the LM head and loss only at trained positions (exact; the vocabulary head is costly)."""
     attention: str = "auto"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ftframe.api import Example
 from ftframe.engine.data import EncodedDataset, collate, encode_examples
 from ftframe.engine.hparams import TrainHyperparams
+from ftframe.engine.packing import KERNELS, for_kernel
 
 ValScorer = Callable[[Any], dict[str, float]]
 """Given the model under training, score the validation split: ``{"val/<metric>": value, ...}``."""
@@ -37,21 +38,41 @@ def supports_fast_head(model: Any) -> bool:
             and model.get_output_embeddings() is not None)
 
 
-def trained_logits(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def trained_logits(model: Any, batch: dict[str, Any], *, fast_head: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the positions whose next token is trained (``[n, vocab]``) and those next tokens.
 
     With ``fast_head`` the vocabulary projection runs only at trained positions (the head of a small
-    model with a 49k vocabulary costs more than its decoder at every other position).
+    model with a 49k vocabulary costs more than its decoder at every other position). ``batch`` is padded
+    rows or a packed batch (:func:`ftframe.engine.packing.pack`); both give the same logits, in row order.
     """
     targets = batch["labels"][:, 1:]
     sel = targets != -100
+    inputs = model_inputs(model, batch)
     if fast_head:
-        hidden = model.get_decoder()(input_ids=batch["input_ids"],
-                                     attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden = model.get_decoder()(**inputs).last_hidden_state
         logits = model.get_output_embeddings()(hidden[:, :-1][sel])
     else:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][sel]
+        logits = model(**inputs).logits[:, :-1][sel]
     return logits, targets[sel]
+
+
+def model_inputs(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """The model's keyword arguments for a padded or a packed batch."""
+    packed = batch.get("packed")
+    if packed is None:
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    kernel = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if kernel not in KERNELS.values():
+        raise RuntimeError(f"a packed batch needs one of the attention kernels {sorted(KERNELS.values())} "
+                           f"(ftframe.engine.packing.register_kernels), the model has {kernel!r}")
+    rows = for_kernel(packed, kernel, model.get_input_embeddings().weight.dtype)
+    return {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "attention_mask": rows.sees,
+            "packed": rows}
+
+
+def batch_tokens(batch: dict[str, Any]) -> int:
+    """Tokens of the rows of ``batch`` (no padding; a shared prefix counts once per row)."""
+    return int(batch["tokens"]) if "tokens" in batch else int(batch["attention_mask"].sum())
 
 
 def causal_lm_loss(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool,
@@ -77,6 +98,10 @@ class CausalLMModule(L.LightningModule):
 
     task_validation: ClassVar[bool] = True
     """Score the validation split with the task metrics each epoch (else: select on ``val/loss``)."""
+    packable: ClassVar[bool] = True
+    """Batches may be packed (:mod:`ftframe.engine.packing`): the loss needs only the trained tokens in row
+    order. An objective that needs each row's own positions (a classification head's last token, a
+    preference pair's per-row sums) sets this False."""
 
     def __init__(self, model: Any, hparams: TrainHyperparams, val_scorer: ValScorer | None = None,
                  monitor: str = "val/loss", higher_is_better: bool = False):
@@ -87,6 +112,9 @@ class CausalLMModule(L.LightningModule):
         self.strict_loading = False  # checkpoints hold only the trained parameters
         self.trained_tokens = 0
         self.trained_batches = 0
+        self.packed_batches = 0
+        self.computed_tokens = 0
+        """Token rows the model computed (padding included; a packed batch's shared prefix once)."""
         self.rank_stats: list[dict[str, int]] = []
         """Per rank ``{"rank", "batches", "tokens"}`` of this session, gathered when training ends."""
         self.checkpoint_names: set[str] = set()
@@ -126,8 +154,10 @@ class CausalLMModule(L.LightningModule):
     # --------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, n, extra = self.compute_loss(batch, training=True)
-        self.trained_tokens += int(batch["attention_mask"].sum())
+        self.trained_tokens += batch_tokens(batch)
         self.trained_batches += 1
+        self.packed_batches += int("packed" in batch)
+        self.computed_tokens += batch["input_ids"].numel()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
         for key, value in extra.items():
             self.log(f"train/{key}", value, on_step=True, on_epoch=True, batch_size=n)

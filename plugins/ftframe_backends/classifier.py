@@ -128,6 +128,7 @@ class ClassifierModule(CausalLMModule):
     Bound to a label list with :func:`classifier_objective` (the items are label indices)."""
 
     labels: ClassVar[tuple[str, ...]] = ()
+    packable = False  # the head reads each row's last prompt token
 
     @classmethod
     def encode(cls, tokenizer: Any, examples: Sequence[Example], max_length: int) -> EncodedDataset:  # type: ignore[override]

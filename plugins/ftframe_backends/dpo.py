@@ -96,6 +96,7 @@ class DPOModule(CausalLMModule):
 
     task_validation = False  # selection on the validation pairs' DPO loss
     sequences_per_item = 2
+    packable = False  # the loss sums each row's log-probabilities
 
     @staticmethod
     def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> PairDataset:

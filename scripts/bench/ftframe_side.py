@@ -34,6 +34,7 @@ def args() -> argparse.Namespace:
     p.add_argument("--attention", default="auto", help="lever: training attention kernel (auto, eager, sdpa)")
     p.add_argument("--adapter-compute", default="auto", help="lever: LoRA maths on the bf16 base (auto, bf16, fp32)")
     p.add_argument("--no-lean-adapter", action="store_true", help="lever off: peft's own adapter forward")
+    p.add_argument("--no-packing", action="store_true", help="lever off: padded batches (no packing, no shared prefix)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--eval-modes", default="one_by_one,batched,score",
                    help="comma list of one_by_one, batched, score ('' to skip evaluation)")
@@ -61,7 +62,7 @@ def main() -> None:
         f"backend.precision={a.precision}", "backend.max_length=512",
         f"backend.fast_head={not a.no_fast_head}", f"backend.group_by_length={not a.no_group_by_length}",
         f"backend.attention={a.attention}", f"backend.adapter_compute={a.adapter_compute}",
-        f"backend.lean_adapter={not a.no_lean_adapter}",
+        f"backend.lean_adapter={not a.no_lean_adapter}", f"backend.packing={not a.no_packing}",
         "trainer.enable_progress_bar=false", "eval.batch_size=64", "eval.max_new_tokens=12",
     ]
     cfg = compose(overrides, registry=registry)
@@ -83,8 +84,10 @@ def main() -> None:
     out: dict = {"system": "ftframe", "precision": info["precision"], "fast_head": not a.no_fast_head,
                  "group_by_length": not a.no_group_by_length,
                  "attention": a.attention, "adapter_compute": cfg.backend.adapter_compute,
-                 "lean_adapter": not a.no_lean_adapter, "train_examples": len(train), "epochs": a.epochs,
-                 "trained_tokens": info["trained_tokens"], "train_wall_s": info["train_seconds"],
+                 "lean_adapter": not a.no_lean_adapter, "packing": not a.no_packing,
+                 "train_examples": len(train), "epochs": a.epochs,
+                 "trained_tokens": info["trained_tokens"], "computed_tokens": info["computed_tokens"],
+                 "packed_batches": info["packed_batches"], "train_wall_s": info["train_seconds"],
                  "tokens_per_s": info["tokens_per_second"], "steps": info["steps"]}
     modes = [m for m in a.eval_modes.split(",") if m]
     if a.test and modes:

@@ -32,7 +32,8 @@ MAKE_DATA = SHARED / "bench" / "make_banking_chat.py"
 BANKING = SHARED / "datasets" / "banking77"
 DOC = ROOT / "docs" / "benchmarks.md"
 LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off against the default
-    "default (bf16 base, bf16 adapter maths, lean adapter forward, eager attention, fast head, length grouping)": [],
+    "default (bf16 base, bf16 adapter maths, lean adapter forward, eager attention, fast head, length grouping, packed batches)": [],
+    "padded batches (no packing, no shared prefix)": ["--no-packing"],
     "adapter maths in fp32 (peft's casts)": ["--adapter-compute", "fp32"],
     "peft's adapter forward (no lean forward)": ["--no-lean-adapter"],
     "sdpa attention while training": ["--attention", "sdpa"],
@@ -40,8 +41,9 @@ LEVERS = {  # name -> ftframe_side.py flags; each row turns one lever off agains
     "random batches (no length grouping)": ["--no-group-by-length"],
     "fp32 instead of a bf16 base": ["--precision", "fp32"],
     "bf16-mixed (autocast on an fp32 base)": ["--precision", "bf16-mixed"],
-    "all levers off (fp32, peft's forward, sdpa, full head, random batches)": [
-        "--precision", "fp32", "--no-lean-adapter", "--attention", "sdpa", "--no-fast-head", "--no-group-by-length"],
+    "all levers off (fp32, peft's forward, sdpa, full head, random padded batches)": [
+        "--precision", "fp32", "--no-lean-adapter", "--attention", "sdpa", "--no-fast-head", "--no-group-by-length",
+        "--no-packing"],
 }
 
 

@@ -16,6 +16,7 @@ from ftframe.engine.chat import Encoded
 from ftframe.engine.data import collate
 from ftframe.engine.hparams import EAGER_MAX_TOKENS, TrainHyperparams
 from ftframe.engine.module import causal_lm_loss
+from ftframe.engine.packing import KERNELS
 from ftframe.errors import ConfigError
 from ftframe.testing import run_tiny, tiny_run_overrides, toy_classification_rows, write_chat_jsonl
 
@@ -122,7 +123,8 @@ def test_training_uses_the_levers_and_evaluation_gets_the_model_back(tmp_path, t
     recorder = StepRecorder()
     result = run_tiny(tmp_path / "run", tiny_run_overrides(tiny_model_dir, data_path, **{
         "backend.precision": "bf16-true", "eval.baseline": False, "exporters": "[]"}), plugins=[recorder])
-    assert recorder.seen and set(recorder.seen) == {("eager", False, True)}
+    assert recorder.seen and set(recorder.seen) == {(KERNELS["eager"], False, True)}  # packed batches, eager inside
+    assert result.metrics["train"]["packed_batches"] == result.metrics["train"]["steps"] > 0
     # Validation and test evaluation generate without autocast: they only work with peft's casts back on.
     assert result.status in ("succeeded", "gate_failed"), result
     assert result.metrics["train"]["precision"] == "bf16-true"
@@ -132,7 +134,8 @@ def test_each_adapter_lever_can_be_switched_off(tmp_path, tiny_model_dir, data_p
     recorder = StepRecorder()
     run_tiny(tmp_path / "run", tiny_run_overrides(tiny_model_dir, data_path, **{
         "backend.precision": "bf16-true", "backend.adapter_compute": "fp32", "backend.lean_adapter": False,
-        "backend.attention": "sdpa", "eval.baseline": False, "exporters": "[]"}), plugins=[recorder])
+        "backend.attention": "sdpa", "backend.packing": False, "eval.baseline": False, "exporters": "[]"}),
+        plugins=[recorder])
     assert recorder.seen and set(recorder.seen) == {("sdpa", True, False)}
 
 
