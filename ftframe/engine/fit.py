@@ -153,7 +153,8 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     packing = hp.packing and module_cls.packable
     if packing and (problem := packing_problem(model, hp.max_length)):
         packing = False
-        ui.get_console().print(f"[dim]training on padded batches, not packed ones: {problem}[/]")
+        if trainer.is_global_zero:
+            ui.get_console().print(f"[dim]training on padded batches, not packed ones: {problem}[/]")
     dm = ChatDataModule(train, pad, hp.batch_size, seed, group_by_length=group, val=val,
                         collate_fn=partial(packed_collate, module_cls.collate) if packing else module_cls.collate)
     device = "cuda" if str(tcfg.accelerator) in ("gpu", "cuda") or (

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ftframe.api import Example
 from ftframe.engine.data import EncodedDataset, collate, encode_examples
 from ftframe.engine.hparams import TrainHyperparams
-from ftframe.engine.packing import KERNELS, for_kernel
+from ftframe.engine.packing import KERNELS, for_kernel, register_kernels, unpacked_attention
 
 ValScorer = Callable[[Any], dict[str, float]]
 """Given the model under training, score the validation split: ``{"val/<metric>": value, ...}``."""
@@ -75,7 +75,7 @@ def batch_tokens(batch: dict[str, Any]) -> int:
     return int(batch["tokens"]) if "tokens" in batch else int(batch["attention_mask"].sum())
 
 
-def causal_lm_loss(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool,
+def causal_lm_loss(model: Any, batch: dict[str, Any], *, fast_head: bool,
                    label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over trained positions, and how many there were."""
     logits, targets = trained_logits(model, batch, fast_head=fast_head)
@@ -100,8 +100,9 @@ class CausalLMModule(L.LightningModule):
     """Score the validation split with the task metrics each epoch (else: select on ``val/loss``)."""
     packable: ClassVar[bool] = True
     """Batches may be packed (:mod:`ftframe.engine.packing`): the loss needs only the trained tokens in row
-    order. An objective that needs each row's own positions (a classification head's last token, a
-    preference pair's per-row sums) sets this False."""
+    order (:func:`trained_logits` reads packed and padded batches alike). An objective whose loss needs
+    each row's own positions (a classification head's last token, a preference pair's per-row sums) sets
+    this False; a batch with entries of its own collate stays padded anyway."""
 
     def __init__(self, model: Any, hparams: TrainHyperparams, val_scorer: ValScorer | None = None,
                  monitor: str = "val/loss", higher_is_better: bool = False):
@@ -145,14 +146,17 @@ class CausalLMModule(L.LightningModule):
 
         return LocalPredictor(model, tokenizer, batch_size=batch_size, precision=precision)
 
-    def compute_loss(self, batch: dict[str, torch.Tensor], *, training: bool) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+    def compute_loss(self, batch: dict[str, Any], *, training: bool) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
         """``(loss, weight, extra values)``: the weight (trained tokens, pairs...) averages over batches."""
         loss, n = causal_lm_loss(self.model, batch, fast_head=self.fast_head,
                                  label_smoothing=self.hp.label_smoothing if training else 0.0)
         return loss, n, {}
 
     # --------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def setup(self, stage: str) -> None:
+        register_kernels()  # in every process: a spawned worker's model may name the packed kernels
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, n, extra = self.compute_loss(batch, training=True)
         self.trained_tokens += batch_tokens(batch)
         self.trained_batches += 1
@@ -170,7 +174,7 @@ class CausalLMModule(L.LightningModule):
         self.rank_stats = [{"rank": int(r), "batches": int(b), "tokens": int(t)} for r, b, t in gathered]
 
     # ------------------------------------------------------------------------------- validation
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         loss, n, extra = self.compute_loss(batch, training=False)
         for key, value in {"loss": loss, **extra}.items():
             self._val_sums[key] = self._val_sums.get(key, 0.0) + float(value) * n
@@ -188,7 +192,10 @@ class CausalLMModule(L.LightningModule):
         values = {f"val/{k}": float(v) / weight for k, v in zip(keys, sums[:-1].tolist())}
         if self.val_scorer is not None:
             # The task metrics see the whole split on rank 0; the other ranks get the same values.
-            scored = self.val_scorer(self.model) if self.trainer.is_global_zero else None
+            scored = None
+            if self.trainer.is_global_zero:
+                with unpacked_attention(self.model):  # generate and score as after training
+                    scored = self.val_scorer(self.model)
             values.update(self.trainer.strategy.broadcast(scored, src=0))
         loss = values.get("val/loss", math.nan)
         for key, value in values.items():

@@ -109,6 +109,7 @@ def test_run_with_the_classifier_head_learns_the_toy_task(classifier_run):
     assert result.metrics["values"]["accuracy"] == 1.0
     train = json.loads((run / "metrics.json").read_text())["train"]
     assert train["monitor"] == "val/macro_f1" and train["best_score"] == 1.0  # in-loop validation via the head
+    assert train["packed_batches"] == 0  # the head reads each row's last token: padded batches
     preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert all(p["predicted"] in LABELS and set(p["scores"]) == set(LABELS) for p in preds)
     # The adapter export carries the head and was verified by reloading (class logits equal).

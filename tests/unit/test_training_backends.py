@@ -231,6 +231,7 @@ def test_dpo_learns_the_preferences(tmp_path, tiny_model_dir, pref_path):
     assert epoch_values(run_dir, "val/reward_accuracy")[-1] == 1.0
     assert epoch_values(run_dir, "val/reward_margin")[-1] > 0
     assert result.metrics["train"]["monitor"] == "val/loss"
+    assert result.metrics["train"]["packed_batches"] == 0  # the loss sums each row: padded batches
     # Evaluation went through the same predictor path as every backend.
     assert (run_dir / "predictions.jsonl").is_file() and result.exports["adapter"]["verified"] is True
 
