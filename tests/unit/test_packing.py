@@ -155,10 +155,18 @@ def test_packing_with_the_full_head(tiny_model_dir):
 
 
 def test_packing_on_a_bf16_base_stays_within_bf16_rounding(tiny_model_dir):
-    """The additive mask in bf16 (eager) and the gathers keep the padded loss within bf16's rounding."""
+    """The additive mask in bf16 (eager) and the gathers keep the padded loss and gradients within bf16's
+    rounding (elementwise, bf16 sums in another order differ by more; the gradients' norms do not)."""
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager", dtype=torch.bfloat16)
+    model = lora(model=base)
     batch = collate(items(PREFIX, [(3, 2), (7, 3), (2, 2)]), pad_id=0)
-    assert_same_training(lora(model=base), batch, pack(batch, min_saving=0), "eager", rel=2e-2, grad_rtol=1e-1)
+    register_kernels()
+    loss, _, grads = loss_and_grads(model, batch)
+    switch_attention(model, KERNELS["eager"])
+    packed_loss, _, packed_grads = loss_and_grads(model, pack(batch, min_saving=0))
+    assert packed_loss == pytest.approx(loss, rel=2e-2)
+    for name, grad in grads.items():
+        assert float((packed_grads[name] - grad).norm() / grad.norm()) < 0.05, name
 
 
 def test_validation_metrics_run_on_the_inner_kernel(tiny_model_dir):
