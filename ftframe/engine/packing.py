@@ -86,43 +86,37 @@ def pack(batch: dict[str, torch.Tensor], *, min_saving: float = MIN_SAVING) -> d
     less than ``min_saving`` of its token rows (or the batch has entries besides :data:`PADDED_KEYS`).
     ``tokens`` counts the rows' tokens either way."""
     mask = batch["attention_mask"]
-    lengths = mask.sum(1).tolist()
-    tokens = int(sum(lengths))
-    prefix = shared_prefix(batch)
-    total = prefix + sum(n - prefix for n in lengths)
-    if len(lengths) < 2 or set(batch) != PADDED_KEYS or total > (1 - min_saving) * mask.numel():
+    lengths = mask.sum(1)
+    tokens = int(lengths.sum())
+    if len(lengths) < 2 or set(batch) != PADDED_KEYS:
         return {**batch, "tokens": tokens}
-    ids, labels, positions, queries = [batch["input_ids"][0, :prefix]], [batch["labels"][0, :prefix]], [], []
-    positions.append(torch.arange(prefix))
-    start = prefix
-    for i, n in enumerate(lengths):
-        own = batch["labels"][i, prefix:n].clone()
-        own[0] = -100  # nothing predicts a row's first own token (the packed token before it is another row's)
-        ids.append(batch["input_ids"][i, prefix:n])
-        labels.append(own)
-        positions.append(torch.arange(prefix, n))
-        queries.append(torch.arange(start, start + n - prefix))
-        start += n - prefix
-    width = max(len(q) for q in queries)
-    query_index = torch.zeros(len(lengths), width, dtype=torch.long)
-    valid = torch.zeros(len(lengths), width, dtype=torch.bool)
-    for i, q in enumerate(queries):
-        query_index[i, :len(q)], valid[i, :len(q)] = q, True
-    key_index = torch.cat([torch.arange(prefix).expand(len(lengths), prefix), query_index], dim=1)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    own_keys = causal & valid[:, None, :] & valid[:, :, None]
+    prefix = shared_prefix(batch)
+    own = lengths - prefix  # each row's tokens after the prefix (at least 1)
+    total = prefix + int(own.sum())
+    if total > (1 - min_saving) * mask.numel():
+        return {**batch, "tokens": tokens}
+    rows, width = len(own), int(own.max())
+    span = torch.arange(width)
+    valid = span < own[:, None]  # [rows, width]: a token of the row, not padding
+    starts = prefix + own.cumsum(0) - own
+    query_index = torch.where(valid, starts[:, None] + span, 0)
+    key_index = torch.cat([torch.arange(prefix).expand(rows, prefix), query_index], dim=1)
+    own_keys = torch.ones(width, width, dtype=torch.bool).tril() & valid[:, None, :] & valid[:, :, None]
     sees = torch.cat([valid[:, :, None].expand(-1, -1, prefix), own_keys], dim=2)
-    if prefix == 0:
-        sees[:, :, 0] |= ~valid  # a padding query sees the row's first token: no empty softmax row
-    else:
-        sees[:, :, 0] = True  # every query, padding included, sees the prefix's first token
-    order = torch.empty(total, dtype=torch.long)
-    order[:prefix] = torch.arange(prefix)
-    order[query_index[valid]] = (torch.arange(len(lengths) * width).view(len(lengths), width) + prefix)[valid]
+    # Key 0 (the prefix's first token, or the row's own first one) is seen by every valid query already;
+    # padding queries see it too, so no softmax row is empty.
+    sees[:, :, 0] = True
+    # The packed positions list the rows' tokens in row order, as the flat [rows * width] outputs do.
+    order = torch.cat([torch.arange(prefix), prefix + valid.flatten().nonzero().squeeze(1)])
+    labels = batch["labels"][:, prefix:prefix + width].clone()
+    labels[:, 0] = -100  # nothing predicts a row's first own token (the packed token before it is another row's)
     prefix_sees = torch.ones(prefix, prefix, dtype=torch.bool).tril()[None, None]
     packed = PackedRows(prefix, query_index, key_index, sees[:, None], prefix_sees, order)
-    return {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
-            "position_ids": torch.cat(positions)[None], "packed": packed, "tokens": tokens}
+    ids = batch["input_ids"][:, prefix:prefix + width]
+    return {"input_ids": torch.cat([batch["input_ids"][0, :prefix], ids[valid]])[None],
+            "labels": torch.cat([batch["labels"][0, :prefix], labels[valid]])[None],
+            "position_ids": torch.cat([torch.arange(prefix), (prefix + span).expand(rows, width)[valid]])[None],
+            "packed": packed, "tokens": tokens}
 
 
 def packed_collate(collate: Callable[[Sequence[Any], int], dict[str, torch.Tensor]], items: Sequence[Any],

@@ -52,6 +52,8 @@ def test_unknown_group_option_suggests_lora(pm):
 def test_wrong_type_names_key(pm):
     msg = compose_error(pm, ["backend.r=abc"])
     assert "backend.r" in msg and "abc" in msg
+    msg = compose_error(pm, ["backend.packing=maybe"])
+    assert "backend.packing" in msg and "not a valid bool" in msg
 
 
 def test_unknown_metric_suggests_accuracy(pm):

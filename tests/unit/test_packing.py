@@ -74,7 +74,7 @@ def test_the_layout_shares_the_prefix_and_keeps_every_row_token():
     batch = collate(items(PREFIX, [(3, 2), (6, 1), (1, 3)]), pad_id=0)
     packed = pack(batch, min_saving=0)
     rows = packed["packed"]
-    assert rows.prefix == 5 + 0  # the random prompt tokens differ at once (seeded)
+    assert rows.prefix == len(PREFIX)  # the random prompt tokens differ at once (seeded)
     lengths = batch["attention_mask"].sum(1).tolist()
     assert packed["input_ids"].shape == (1, 5 + sum(n - 5 for n in lengths))
     assert batch_tokens(packed) == batch_tokens(batch) == sum(lengths)
