@@ -128,14 +128,16 @@ def test_a_shared_prompt_prefix_runs_once_and_changes_no_answer(model, tiny_toke
     predictor = LocalPredictor(model, tiny_tokenizer, batch_size=5)
     rows = predictor._encode_prompts(SAME_SYSTEM)
     assert shared_prefix_len(rows) >= predict_module.MIN_SHARED_PREFIX  # the chat template's opening
-    shapes = []
-    hook = model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)),
-                                           with_kwargs=True)
+    shapes, heads = [], []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    head = model.get_output_embeddings().register_forward_hook(lambda m, args, out: heads.append(out.shape[:2]))
     try:
         with torch.no_grad():
             mask, cache, logits = predictor._prompt_pass(rows)
         shared = shared_prefix_len(rows)
         assert shapes == [(1, shared), (len(rows), max(map(len, rows)) - shared)]  # the prefix once, then the rest
+        assert heads == [(len(rows), 1)]  # the LM head runs for each row's last position only, not the prefix
         assert cache.get_seq_length() == mask.shape[1] and mask.sum(1).tolist() == [len(r) for r in rows]
         assert logits.shape[0] == len(rows)
         shared_answers = predictor.generate(SAME_SYSTEM, max_new_tokens=6)
@@ -147,6 +149,7 @@ def test_a_shared_prompt_prefix_runs_once_and_changes_no_answer(model, tiny_toke
         assert shapes == [(len(rows), max(map(len, rows)))]
     finally:
         hook.remove()
+        head.remove()
     assert predictor.generate(SAME_SYSTEM, max_new_tokens=6) == shared_answers and any(shared_answers)
     unshared = predictor.score(SAME_SYSTEM, SHARED_CANDIDATES)
     assert torch.allclose(torch.tensor(unshared), torch.tensor(shared_scores), atol=1e-4)
@@ -262,7 +265,7 @@ def test_evaluating_upcasts_only_for_the_duration_and_leaves_quantised_models_al
     assert {p.dtype for p in bf16_model.parameters()} == {torch.bfloat16}  # restored on errors too
 
 
-def test_fp32_evaluation_merges_a_peft_adapter_for_the_duration_and_restores_it_bit_for_bit(
+def test_evaluation_merges_a_peft_adapter_for_the_duration_and_restores_it_bit_for_bit(
         bf16_model, tiny_tokenizer, tiny_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -292,10 +295,56 @@ def test_fp32_evaluation_merges_a_peft_adapter_for_the_duration_and_restores_it_
     assert not any(m.merged for m in layers) and model.training
     for name, p in model.named_parameters():
         assert p.dtype == before[name].dtype and torch.equal(p, before[name]), name
-    with evaluating(model, "model"):  # no upcast: an adapter on bf16 weights is never merged
-        assert not any(m.merged for m in layers)
+    with evaluating(model, "model"), torch.no_grad():  # merged in bf16, put back from a copy
+        assert all(m.merged for m in layers)
+        merged_bf16 = model(input_ids=ids).logits
+    assert not any(m.merged for m in layers) and model.training
+    for name, p in model.named_parameters():
+        assert p.dtype == before[name].dtype and torch.equal(p, before[name]), name
+    with torch.no_grad():  # the unmerged adapter on the bf16 weights: equal within bf16 rounding
+        unmerged_bf16 = model.eval()(input_ids=ids).logits
+    model.train()
+    assert (merged_bf16.float() - unmerged_bf16.float()).abs().max() < 0.05 * unmerged_bf16.float().abs().max()
     one = LocalPredictor(model, tiny_tokenizer, batch_size=1).generate(PROMPTS, max_new_tokens=6)
     assert LocalPredictor(model, tiny_tokenizer, batch_size=4).generate(PROMPTS, max_new_tokens=6) == one
+
+
+def test_an_adapter_on_fp32_weights_is_merged_from_a_copy_unless_memory_or_its_state_forbids(
+        tiny_model_dir, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftframe.engine.predict import evaluating
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = torch.randint(5, 300, (2, 9))
+    with torch.no_grad():
+        unmerged = model.eval()(input_ids=ids).logits
+    with evaluating(model, "fp32"), torch.no_grad():
+        assert all(m.merged for m in layers)
+        assert torch.allclose(model(input_ids=ids).logits, unmerged, atol=1e-5)
+    for name, p in model.named_parameters():  # not unmerged by arithmetic (inexact in fp32): from the copy
+        assert torch.equal(p, before[name]), name
+    with model.disable_adapter(), evaluating(model, "fp32"):  # the base model is asked for: nothing merged
+        assert not any(m.merged for m in layers)
+    copy = sum(p.numel() * 4 for m in layers for p in m.get_base_layer().parameters(recurse=False))
+    monkeypatch.setattr("ftframe.engine.memory.available_memory", lambda device: 2 * copy - 1)
+    with evaluating(model, "fp32"):  # no room for the copy: evaluated unmerged
+        assert not any(m.merged for m in layers)
+    monkeypatch.setattr("ftframe.engine.memory.available_memory", lambda device: 2 * copy)
+    with pytest.raises(RuntimeError), evaluating(model, "fp32"):
+        assert all(m.merged for m in layers)
+        raise RuntimeError("a failing evaluation")
+    assert not any(m.merged for m in layers)  # put back on errors too
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
 
 
 def test_fp32_evaluation_falls_back_to_the_weights_dtype_when_the_upcast_would_not_fit(bf16_model, monkeypatch):
