@@ -60,8 +60,8 @@ def evaluating(model: Any, precision: str = "fp32") -> Iterator[None]:
             p.data = p.data.float()
         if targets:
             copies = [p.data.clone() for p in kept]
+            merged = True  # before the call: a merge that fails half-way is undone too
             model.merge_adapter()
-            merged = True
         yield
     finally:
         if merged:

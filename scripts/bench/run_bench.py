@@ -55,7 +55,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each system")
     p.add_argument("--no-eval", action="store_true",
                    help="training throughput only: no test evaluation (quality is then not reported)")
-    p.add_argument("--levers", action="store_true", help="also run the per-lever table (one run each)")
+    p.add_argument("--levers", action="store_true",
+                   help="also run the per-lever table: each lever off against the default, in alternating pairs")
+    p.add_argument("--lever-pairs", type=int, default=3,
+                   help="alternating (default, lever off) pairs per lever; the table reports the median pair ratio")
     p.add_argument("--triage", action="store_true",
                    help="also time the default `make run` job (python -m ftframe +task=triage) end to end")
     p.add_argument("--triage-repo", type=Path, default=ROOT,
@@ -179,9 +182,25 @@ def main() -> None:
                   f"{result.get('peak_rss_mb')} MB", file=sys.stderr)
     levers = {}
     if a.levers:
-        for label, flags in LEVERS.items():
-            levers[label] = {**run_json(ours_cmd + flags + ["--eval-modes", ""]), "load_avg": load_avg()}
-            print(f"lever {label}: {levers[label]['tokens_per_s']} tokens/s", file=sys.stderr)
+        # Each lever is compared with a default run next to it, in pairs whose order alternates: on this shared
+        # machine one run's speed moves by +-15%, so single runs per row compared with one default run misled.
+        for label, flags in list(LEVERS.items())[1:]:
+            pairs = []
+            for rep in range(a.lever_pairs):
+                order = [("default", []), ("lever", flags)]
+                pair = {}
+                for which, extra in order if rep % 2 == 0 else order[::-1]:
+                    pair[which] = {**run_json(ours_cmd + extra + ["--eval-modes", ""]), "load_avg": load_avg()}
+                pairs.append(pair)
+                print(f"lever {label}, pair {rep}: {pair['lever']['tokens_per_s']} against "
+                      f"{pair['default']['tokens_per_s']} tokens/s", file=sys.stderr)
+            levers[label] = {
+                "pairs": pairs,
+                "tokens_per_s": statistics.median(p["lever"]["tokens_per_s"] for p in pairs),
+                "default_tokens_per_s": statistics.median(p["default"]["tokens_per_s"] for p in pairs),
+                "ratio": round(statistics.median(p["lever"]["tokens_per_s"] / p["default"]["tokens_per_s"]
+                                                 for p in pairs), 2),
+            }
     triage = triage_job(a.triage_repo.resolve()) if a.triage else None
     n_body = body_params(mdir)
     tps = med(ours, "tokens_per_s")
@@ -261,9 +280,14 @@ def markdown(r: dict) -> str:
                   f"{t['train_seconds']} s at {t['tokens_per_s']} tokens/s ({t['precision']}), test macro-F1 "
                   f"**{t['macro_f1']}** (load average {t['load_avg'][0]}).")]
     if r["levers"]:
-        base = next(iter(r["levers"].values()))["tokens_per_s"]
-        lines += ["", "| ftframe lever (one run each) | tokens/s | vs default | load average |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['tokens_per_s']} | {round(v['tokens_per_s'] / base, 2)}x | {v.get('load_avg', ['?'])[0]} |"
+        default = next(iter(LEVERS))
+        pairs = len(next(iter(r["levers"].values()))["pairs"])
+        lines += ["", (f"Each lever off against the {default}: {pairs} alternating pairs of training runs per row, "
+                       "tokens/s as medians, the ratio the median of the pairs' ratios."), "",
+                  "| ftframe with one lever off | tokens/s | default, same pairs | lever off / default | pair ratios |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['tokens_per_s']} | {v['default_tokens_per_s']} | **{v['ratio']}x** | "
+                  f"{', '.join(str(round(p['lever']['tokens_per_s'] / p['default']['tokens_per_s'], 2)) for p in v['pairs'])} |"
                   for k, v in r["levers"].items()]
     return "\n".join(lines)
 
