@@ -83,12 +83,13 @@ def shared_prefix(batch: dict[str, torch.Tensor]) -> int:
 def pack(batch: dict[str, torch.Tensor], *, min_saving: float = MIN_SAVING) -> dict[str, Any]:
     """``batch`` (right-padded ``input_ids``/``attention_mask``/``labels``) as one packed row with
     ``position_ids`` and ``packed`` (:class:`PackedRows`), or ``batch`` itself when packing would save
-    less than ``min_saving`` of its token rows (or the batch has entries besides :data:`PADDED_KEYS`).
+    less than ``min_saving`` of its token rows (or the batch has entries besides :data:`PADDED_KEYS`, or
+    labels that are not per token).
     ``tokens`` counts the rows' tokens either way."""
     mask = batch["attention_mask"]
     lengths = mask.sum(1)
     tokens = int(lengths.sum())
-    if len(lengths) < 2 or set(batch) != PADDED_KEYS:
+    if len(lengths) < 2 or set(batch) != PADDED_KEYS or batch["labels"].shape != mask.shape:
         return {**batch, "tokens": tokens}
     prefix = shared_prefix(batch)
     own = lengths - prefix  # each row's tokens after the prefix (at least 1)

@@ -44,6 +44,7 @@ def evaluating(model: Any, precision: str = "fp32") -> Iterator[None]:
                       f"more than is free on {cast[0].device}. Answers may then depend on eval.batch_size; set "
                       f"eval.precision=model to choose this explicitly.", RuntimeWarning, stacklevel=3)
         cast = []
+        extra = 0
     upcast = {id(p) for p in cast}
     targets = [] if quantised else _merge_targets(model)
     kept = [p for p in targets if id(p) not in upcast]  # merged in their own dtype: restored from a copy
@@ -65,6 +66,7 @@ def evaluating(model: Any, precision: str = "fp32") -> Iterator[None]:
         yield
     finally:
         if merged:
+            # Also resets peft's merged state; for the weights in ``kept`` its arithmetic is then overwritten.
             model.unmerge_adapter()
         for p, data in zip(kept, copies):
             p.data = data
@@ -216,11 +218,15 @@ class LocalPredictor:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _decoder(self) -> Any:
-        """The model without its LM head, where it exposes one (``get_decoder``), else the whole model."""
+    def _run_prefix(self, prefix: torch.Tensor, cache: Any) -> None:
+        """Fill ``cache`` with ``prefix`` (one row), whose logits nobody reads: through the decoder alone
+        where the model exposes one (``get_decoder``), else through the model for one position's logits."""
         get = getattr(self.model, "get_decoder", None)
-        decoder = get() if callable(get) else None
-        return decoder if decoder is not None else self.model
+        decoder = get() if callable(get) else self.model
+        if decoder is self.model:  # transformers' get_decoder() returns the model itself when it has no other
+            self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        else:
+            decoder(input_ids=prefix, past_key_values=cache, use_cache=True)
 
     def _pad_id(self) -> int:
         return pad_id(self.tokenizer)
@@ -258,7 +264,7 @@ class LocalPredictor:
         ids, mask, _ = self._left_pad([r[shared:] for r in rows])
         if shared:
             prefix = torch.tensor([rows[0][:shared]], device=ids.device)
-            self._decoder()(input_ids=prefix, past_key_values=cache, use_cache=True)  # its logits are not needed
+            self._run_prefix(prefix, cache)
             cache.batch_repeat_interleave(len(rows))
             mask = torch.cat([mask.new_ones((len(rows), shared)), mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -118,6 +118,8 @@ def test_a_batch_with_entries_of_its_own_stays_padded():
     batch = collate(items(PREFIX * 4, [(2, 1), (2, 1)]), pad_id=0)
     assert "packed" in pack(batch)
     assert "packed" not in pack({**batch, "pair_index": torch.arange(2)})  # an objective's own collate
+    per_row = {**batch, "labels": torch.tensor([0, 1])}  # the same keys, but a label per row (a classifier's)
+    assert "packed" not in pack(per_row) and batch_tokens(pack(per_row)) == batch_tokens(pack(batch))
 
 
 def test_batches_that_would_save_little_stay_padded():
@@ -161,9 +163,10 @@ def test_packing_on_a_bf16_base_stays_within_bf16_rounding(tiny_model_dir):
     model = lora(model=base)
     batch = collate(items(PREFIX, [(3, 2), (7, 3), (2, 2)]), pad_id=0)
     register_kernels()
-    loss, _, grads = loss_and_grads(model, batch)
+    loss, n, grads = loss_and_grads(model, batch)
     switch_attention(model, KERNELS["eager"])
-    packed_loss, _, packed_grads = loss_and_grads(model, pack(batch, min_saving=0))
+    packed_loss, packed_n, packed_grads = loss_and_grads(model, pack(batch, min_saving=0))
+    assert packed_n == n  # the same trained tokens
     assert packed_loss == pytest.approx(loss, rel=2e-2)
     for name, grad in grads.items():
         assert float((packed_grads[name] - grad).norm() / grad.norm()) < 0.05, name
@@ -239,6 +242,26 @@ def test_unsupported_models_are_named_with_the_reason():
         num_key_value_heads=2, use_sliding_window=True, sliding_window=128))
     assert "sliding attention window (128) is shorter than backend.max_length (512)" in packing_problem(windowed, 512)
     assert packing_problem(windowed, 128) is None
+    unused = AutoModelForCausalLM.from_config(tiny_config("qwen2").__class__(  # a window the model does not use
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, use_sliding_window=False, sliding_window=128))
+    assert packing_problem(unused, 512) is None
+
+
+def test_a_packed_batch_without_its_mask_is_refused_and_the_inner_kernel_comes_back_after_errors(tiny_model_dir):
+    from ftframe.engine.packing import packed_attention
+
+    batch = pack(collate(items(PREFIX, [(3, 2), (7, 3)]), pad_id=0), min_saving=0)
+    q = torch.zeros(1, 2, len(batch["input_ids"][0]), 8)
+    with pytest.raises(RuntimeError, match="without its packed mask"):
+        packed_attention(lambda *a, **k: (a[1], None))(None, q, q, q, None, packed=batch["packed"])
+    model = lora(tiny_model_dir)
+    register_kernels()
+    switch_attention(model, KERNELS["sdpa"])
+    with pytest.raises(ValueError), unpacked_attention(model):
+        assert model.config._attn_implementation == "sdpa"
+        raise ValueError("a failing validation scorer")
+    assert model.config._attn_implementation == KERNELS["sdpa"]
 
 
 def test_a_packed_batch_needs_the_packed_kernel(tiny_model_dir):
@@ -267,7 +290,8 @@ def test_a_run_reports_its_packed_batches_and_can_switch_packing_off(tmp_path, t
     assert packed["packed_batches"] == packed["steps"] > 0 and padded["packed_batches"] == 0  # grad_accum 1
     assert packed["trained_tokens"] == padded["trained_tokens"]  # the same tokens trained...
     assert packed["computed_tokens"] < 0.8 * padded["computed_tokens"]  # ...the shared system prompt once per batch
-    # validation batches are packed too: in fp32 the same training gives the padded run's validation losses
+    # validation batches go through the same packed collate: in fp32 the same training gives the padded run's
+    # validation losses (which padded validation batches would give too: this checks training, not them)
     packed_val, padded_val = (val_losses(tmp_path / name) for name in ("packed", "padded"))
     assert len(packed_val) == len(padded_val) > 0
     assert packed_val == pytest.approx(padded_val, rel=1e-3)

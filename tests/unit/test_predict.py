@@ -157,6 +157,24 @@ def test_a_shared_prompt_prefix_runs_once_and_changes_no_answer(model, tiny_toke
     assert torch.allclose(torch.tensor(shared_scores), torch.tensor(ref), atol=1e-4)
 
 
+def test_a_model_without_a_separate_decoder_runs_its_prefix_for_one_position_only(model, tiny_tokenizer,
+                                                                                   monkeypatch):
+    predictor = LocalPredictor(model, tiny_tokenizer, batch_size=5)
+    rows = predictor._encode_prompts(SAME_SYSTEM)
+    with torch.no_grad():
+        _, _, expected = predictor._prompt_pass(rows)
+    monkeypatch.setattr(model, "get_decoder", lambda: model)  # what transformers returns when there is none
+    heads = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, args, out: heads.append(out.shape[:2]))
+    try:
+        with torch.no_grad():
+            _, _, logits = predictor._prompt_pass(rows)
+    finally:
+        hook.remove()
+    assert heads == [(1, 1), (len(rows), 1)]  # the prefix's head for one position, not all of them
+    assert torch.allclose(logits, expected, atol=1e-5)
+
+
 class EndsAt:
     """The tokenizer, with another end token (one the tiny random model does produce)."""
 
@@ -323,6 +341,7 @@ def test_an_adapter_on_fp32_weights_is_merged_from_a_copy_unless_memory_or_its_s
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.05)
     layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    assert layers
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ids = torch.randint(5, 300, (2, 9))
     with torch.no_grad():
@@ -345,6 +364,21 @@ def test_an_adapter_on_fp32_weights_is_merged_from_a_copy_unless_memory_or_its_s
     assert not any(m.merged for m in layers)  # put back on errors too
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name
+    last = layers[-1]
+    monkeypatch.setattr(last, "merge", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("cannot merge")))
+    with pytest.raises(RuntimeError, match="cannot merge"), evaluating(model, "fp32"):
+        pass
+    assert not any(m.merged for m in layers)  # a merge that failed half-way is undone...
+    for name, p in model.named_parameters():  # ...and the weights it had changed are put back
+        assert torch.equal(p, before[name]), name
+    monkeypatch.undo()
+    model.merge_adapter()
+    merged_weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with evaluating(model, "fp32"):  # already merged (e.g. by the caller): left as it is
+        assert all(m.merged for m in layers)
+    assert all(m.merged for m in layers)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, merged_weights[name]), name
 
 
 def test_fp32_evaluation_falls_back_to_the_weights_dtype_when_the_upcast_would_not_fit(bf16_model, monkeypatch):
@@ -358,6 +392,26 @@ def test_fp32_evaluation_falls_back_to_the_weights_dtype_when_the_upcast_would_n
     monkeypatch.setattr("ftframe.engine.memory.available_memory", lambda device: 2 * needed)
     with evaluating(bf16_model, "fp32"):  # just enough: upcast
         assert {p.dtype for p in bf16_model.parameters()} == {torch.float32}
+
+
+def test_an_adapter_is_merged_in_bf16_when_the_fp32_upcast_does_not_fit_but_its_copy_does(bf16_model, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    from ftframe.engine.predict import evaluating
+
+    model = get_peft_model(bf16_model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+                           autocast_adapter_dtype=True)
+    layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    upcast = sum(p.numel() * 2 for p in model.parameters() if p.dtype == torch.bfloat16)
+    copy = sum(p.numel() * 2 for m in layers for p in m.get_base_layer().parameters(recurse=False))
+    assert layers and 2 * copy < 2 * upcast - 1
+    monkeypatch.setattr("ftframe.engine.memory.available_memory", lambda device: 2 * upcast - 1)
+    with pytest.warns(RuntimeWarning, match="upcasting them to fp32"), evaluating(model, "fp32"):
+        assert all(m.merged and m.get_base_layer().weight.dtype == torch.bfloat16 for m in layers)  # not upcast
+    assert not any(m.merged for m in layers)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
 
 
 def test_an_unknown_eval_precision_is_refused_by_name(registry, tmp_path):
