@@ -301,19 +301,16 @@ class Backend(Plugin):
 
     def tuned_model(self, base: LoadedModel, adapter_dir: Path, task: TaskInfo) -> Any:
         """The tuned model of a finished run of this backend, from its ``adapter`` export on ``base``
-        (``ftframe eval``/``predict``/``serve``/``export`` of a run dir). Default: a PEFT adapter on the
-        causal LM, with adapter weights kept in fp32 as in training."""
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base.model, adapter_dir, autocast_adapter_dtype=True)
+        (``ftframe eval``/``predict``/``serve``/``export`` of a run dir). Default ``None``: the host loads
+        the folder as a PEFT adapter on the causal LM, with adapter weights kept in fp32 as in training
+        (``ftframe.engine.saved_run``; this contract module imports no model code)."""
+        return None
 
     def tuned_predictor(self, model: Any, tokenizer: Any, task: TaskInfo, *, name: str, batch_size: int,
-                        precision: str) -> Predictor:
-        """The predictor over a model :meth:`tuned_model` loaded. Default: text generation and label
-        scoring by the LM head."""
-        from ftframe.engine.predict import LocalPredictor
-
-        return LocalPredictor(model, tokenizer, name=name, batch_size=batch_size, precision=precision)
+                        precision: str) -> Predictor | None:
+        """The predictor over a model :meth:`tuned_model` loaded. Default ``None``: the host's
+        ``ftframe.engine.LocalPredictor`` (text generation and label scoring by the LM head)."""
+        return None
 
 
 class Metric(Plugin):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ftframe.config.compose import compose, config_dir
 from ftframe.config.plugin_options import store_schemas
 from ftframe.errors import FtframeError
-from ftframe.plugins import Registry, get_plugin_manager
+from ftframe.plugins import Registry, get_plugin_manager, show_warnings_plainly
 
 
 def _precheck(argv: list[str], registry: Registry) -> None:
@@ -79,9 +79,7 @@ def _sweep_job(cfg: DictConfig, hc: Any, pm: Any) -> float | None:
 
 
 def main() -> None:
-    from ftframe.quiet import quiet_third_party
-
-    quiet_third_party()
+    show_warnings_plainly()
     try:
         pm = get_plugin_manager()
         registry = Registry(pm)
@@ -93,6 +91,11 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
     def job(cfg: DictConfig) -> float | None:
+        # Only a job imports the engine stack (torch, transformers, Lightning): composing, checking and
+        # printing a config (--cfg, --help, the pre-check) stay light and quick.
+        from ftframe.quiet import quiet_third_party
+
+        quiet_third_party()
         from ftframe.engine.run import run
 
         hc = HydraConfig.get()

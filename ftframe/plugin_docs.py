@@ -54,6 +54,11 @@ def options(cls: type) -> list[tuple[str, str, str, str]]:
     return [(f.name, str(f.type), _default(f), docs.get(f.name, "")) for f in dataclasses.fields(cls)]
 
 
+def _cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: a ``|`` (also in code spans, per GFM) is escaped."""
+    return text.replace("|", "\\|")
+
+
 def markdown(registry: Registry, distribution: str | None = None) -> str:
     """The plugin reference: one section per kind, one table of options per plugin."""
     lines = ["# Built-in plugins", "",
@@ -71,8 +76,7 @@ def markdown(registry: Registry, distribution: str | None = None) -> str:
             doc = " ".join((cls.__doc__ or "").split())
             lines += [f"### `{name}`", "", doc, "", "| option | type | default | description |",
                       "|---|---|---|---|"]
-            rows = options(cls.Config)
-            lines += [f"| `{o}` | `{t}` | {d} | {desc} |".replace(" | None", " \\| None")
-                      for o, t, d, desc in rows] or ["| — | | | |"]
+            rows = [[_cell(x) for x in row] for row in options(cls.Config)]
+            lines += [f"| `{o}` | `{t}` | {d} | {desc} |" for o, t, d, desc in rows] or ["| — | | | |"]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -29,7 +29,11 @@ _CORPUS = [
 
 
 def plugin_manager(*plugins: Any, entry_points: bool = True) -> Any:
-    """A fresh plugin manager with the installed plugins (unless ``entry_points=False``) plus ``plugins``."""
+    """A fresh plugin manager with the installed plugins plus ``plugins`` (modules or objects).
+
+    A module that is also an installed entry point (the plugin under test, ``pip install -e``-ed) is
+    registered once. ``entry_points=False``: ``plugins`` only, no installed plugin (ftframe's own
+    included)."""
     return get_plugin_manager(plugins, entry_points=entry_points)
 
 

@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ftframe.plugins import show_warnings_plainly
+
+    show_warnings_plainly()
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

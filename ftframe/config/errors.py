@@ -16,10 +16,18 @@ from omegaconf.errors import (
 )
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def did_you_mean(word: str, choices: Iterable[str], synonyms: dict[str, str] | None = None) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string.
+
+    ``synonyms`` maps other names of a choice to it (a plugin ``Config``'s ``synonyms``, e.g. ``rank`` ->
+    ``r``): when no choice is close, a close synonym suggests its choice."""
+    choices = list(choices)
+    known = {k: v for k, v in (synonyms or {}).items() if v in choices}
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6) if word not in known else []
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {known[close[0]]!r}? {close[0]!r} is called {known[close[0]]!r} here)" if close else ""
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -54,9 +62,11 @@ def friendly(exc: BaseException, options_for: Callable[[str], list[str]] | None 
             full_key = getattr(err, "full_key", "") or ""
             key = getattr(err, "key", None) or full_key.rsplit(".", 1)[-1]
             keys = _keys_of(err)
-            hint = did_you_mean(str(key), keys)
+            hint = did_you_mean(str(key), keys, getattr(getattr(err, "object_type", None), "synonyms", None))
             keys = [k for k in keys if k != "hydra"]
-            valid = f" Valid keys here: {', '.join(sorted(keys))}." if keys else ""
+            valid = f" Valid keys here: {', '.join(sorted(keys))}." if keys and not hint else ""
+            if not keys and "." in full_key:
+                valid = f" '{full_key.rsplit('.', 1)[0]}' has no options."
             return f"Unknown config key '{full_key or key}'{hint}.{valid}"
         if isinstance(err, ValidationError):
             key = getattr(err, "full_key", "") or "?"

@@ -73,6 +73,11 @@ class TransformsConfig:
     """With ``too_long=chunk``: earlier exchanges repeated as untrained context in the next chunk."""
 
 
+EVAL_PRECISIONS = ("auto", "fp32", "model")
+"""``eval.precision``: compute in fp32 (answers independent of the batch), in the weights' own dtype, or
+``auto``: fp32 to generate, the weights' dtype to score (``ftframe.engine.predict.LocalPredictor.precision_for``)."""
+
+
 @dataclass
 class EvalConfig:
     baseline: bool = True

@@ -9,9 +9,9 @@ from omegaconf import DictConfig
 
 from ftframe.config.errors import did_you_mean
 from ftframe.config.plugin_options import MULTI_CHOICE, SINGLE_CHOICE
+from ftframe.config.schema import EVAL_PRECISIONS
 from ftframe.engine.data_source import AUTO, detect
 from ftframe.engine.evaluate import MODES
-from ftframe.engine.predict import EVAL_PRECISIONS
 from ftframe.errors import ConfigError, FtframeError
 from ftframe.transforms.checks import problems as transform_problems
 

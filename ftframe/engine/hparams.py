@@ -39,6 +39,14 @@ def resolve_precision(precision: str) -> str:
 
 @dataclass
 class TrainHyperparams:
+    synonyms: ClassVar[dict[str, str]] = {
+        "learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
+        "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
+        "max_grad_norm": "grad_clip", "max_seq_length": "max_length", "warmup": "warmup_steps",
+    }
+    """What people write for these options elsewhere (transformers' ``TrainingArguments``, TRL) -> the
+    option: an unknown key close to one is answered "did you mean ..." with the option (one name each)."""
+
     epochs: int = 3
     """Passes over the training split (early stopping may end sooner)."""
     batch_size: int = 8

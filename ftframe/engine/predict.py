@@ -10,12 +10,9 @@ from typing import Any
 import torch
 
 from ftframe.api import Message
+from ftframe.config.schema import EVAL_PRECISIONS
 from ftframe.engine.chat import pad_id, render
 from ftframe.errors import DataError
-
-EVAL_PRECISIONS = ("auto", "fp32", "model")
-"""``eval.precision``: compute in fp32 (answers independent of the batch), in the weights' own dtype, or
-``auto``: fp32 to generate, the weights' dtype to score (see :meth:`LocalPredictor.precision_for`)."""
 
 
 @contextmanager

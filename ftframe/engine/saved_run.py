@@ -64,8 +64,10 @@ class SavedRun:
         size = batch_size or int(self.config.get("eval", {}).get("batch_size") or 16)
         precision = str(self.config.get("eval", {}).get("precision") or "auto")
         if self.backend is not None:
-            return self.backend.tuned_predictor(self.model, self.tokenizer, self.task, name=self.name,
-                                                batch_size=size, precision=precision)
+            own = self.backend.tuned_predictor(self.model, self.tokenizer, self.task, name=self.name,
+                                               batch_size=size, precision=precision)
+            if own is not None:  # None: the backend keeps the default
+                return own
         return LocalPredictor(self.model, self.tokenizer, name=self.name, batch_size=size, precision=precision)
 
     def split(self, name: str = "test") -> list[Example]:
@@ -285,6 +287,10 @@ def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], ta
                           f"(model={config.model.name}): {exc}") from exc
     backend = _run_backend(registry, config, folder, "which loads its adapter")
     model = backend.tuned_model(base, folder, task)  # type: ignore[attr-defined]
+    if model is None:  # the default of ftframe.api.Backend.tuned_model: a PEFT adapter, kept in fp32
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, folder, autocast_adapter_dtype=True)
     tokenizer = base.tokenizer
     if (folder / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(folder)

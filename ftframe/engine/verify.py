@@ -22,14 +22,16 @@ temporary artefact (see :func:`ftframe.io.atomic_path`), so a rejected export ne
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ftframe.api import Message, Prediction
 from ftframe.engine.chat import pad_id, render
-from ftframe.errors import FtframeError
+from ftframe.engine.verify_options import VerificationFailed, VerifyOptions
+
+__all__ = ["VerificationFailed", "VerifyOptions", "compute_precision", "generates_text", "tolerance_for",
+           "verification_prompts", "verify_reload"]
 
 TOLERANCES: dict[str, float] = {"exact": 0.0, "fp32": 1e-4, "fp16": 5e-3, "bf16": 5e-2}
 """Relative logit tolerance per precision: the bound is ``rtol * max |reference logit|`` per prompt.
@@ -39,20 +41,6 @@ TOLERANCES: dict[str, float] = {"exact": 0.0, "fp32": 1e-4, "fp16": 5e-3, "bf16"
 ``Wx + B(Ax)``). ``fp16``/``bf16``: weights or compute rounded to that format (bf16 keeps 8 mantissa
 bits, fp16 11). Measured margins are in docs/exporting-and-serving.md.
 """
-
-
-class VerificationFailed(FtframeError):
-    """The reloaded artefact does not behave like the in-memory model."""
-
-
-@dataclass
-class VerifyOptions:
-    """Verification options shared by the weight exporters (their ``Config`` classes inherit these)."""
-
-    verify_prompts: int = 4
-    """How many test-split prompts the reloaded artefact is checked on (logits and greedy output)."""
-    verify_tokens: int = 16
-    """Greedy tokens generated per prompt for the output comparison."""
 
 
 def compute_precision(model: Any) -> str:

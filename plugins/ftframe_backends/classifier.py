@@ -27,7 +27,6 @@ from ftframe.errors import ConfigError, DataError
 
 HEAD_NAME = "score"
 """The head's attribute name in transformers' sequence-classification models (PEFT saves it whole)."""
-HEAD_INITS = ("random", "imprint")
 
 
 class CastLinear(torch.nn.Linear):

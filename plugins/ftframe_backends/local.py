@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ftframe.api import Backend, LoadedModel, Predictor, TaskInfo, TrainedModel
-from ftframe.engine import CausalLMModule, LocalPredictor, TrainJob, fit_local
+
+if TYPE_CHECKING:
+    from ftframe.engine import CausalLMModule, TrainJob
+
+
+class LazyClass:
+    """A class attribute naming a class by ``"module:Name"``, imported when first read.
+
+    So a backend module can name a training objective (a torch/Lightning class) without importing torch:
+    ``module_cls = LazyClass("ftframe_backends.dpo_objective:DPOModule")``; reading ``self.module_cls``
+    or ``Backend.module_cls`` gives the class itself. Assigning a class directly works as well."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 def set_dropout(model: Any, p: float) -> None:
@@ -29,7 +47,7 @@ class LocalBackend(Backend):
 
     label: ClassVar[str] = ""
     """Appended to the model name in predictors (``SmolLM2 + LoRA``)."""
-    module_cls: ClassVar[type[CausalLMModule]] = CausalLMModule
+    module_cls: ClassVar[type[CausalLMModule]] = LazyClass("ftframe.engine.module:CausalLMModule")  # type: ignore[assignment]
     memory_hints: ClassVar[tuple[str, ...]] = ("backend=qlora (a 4-bit base)",)
     """What to suggest first when training would not fit in memory (a lighter backend)."""
 
@@ -44,6 +62,8 @@ class LocalBackend(Backend):
         return job.load_model(self.load_dtype())
 
     def baseline(self, job: TrainJob) -> Predictor:
+        from ftframe.engine import LocalPredictor
+
         m = self.load(job)
         return LocalPredictor(m.model, m.tokenizer, name=f"{m.name} (base)", batch_size=job.eval_config.batch_size,
                               precision=job.eval_config.precision)
@@ -74,6 +94,8 @@ class LocalBackend(Backend):
         return []
 
     def train(self, job: TrainJob) -> TrainedModel:
+        from ftframe.engine import fit_local
+
         module_cls = self.objective(job)
         loaded = self.load(job)
         model = self.prepare(loaded)

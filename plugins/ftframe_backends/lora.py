@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
-
-from lightning.pytorch.callbacks import Callback
 
 from ftframe.api import LoadedModel, TaskInfo
 from ftframe.engine import TrainHyperparams
 from ftframe.engine.chat import pad_id
 from ftframe.errors import ConfigError
-from ftframe_backends.classifier import (
-    HEAD_INITS,
-    HEAD_NAME,
-    classifier_objective,
-    imprint_head,
-    sequence_classifier,
-)
 from ftframe_backends.local import LocalBackend
 
+# The training-time parts (torch, peft, Lightning) are imported where a job uses them: the classification
+# head in ftframe_backends.classifier, the adapter's training-step forward in ftframe_backends.lora_steps.
 HEADS = ("lm", "classifier")
+HEAD_INITS = ("random", "imprint")
 ADAPTER_COMPUTES = ("auto", "fp32", "bf16")
 
 
 @dataclass
 class LoraConfig(TrainHyperparams):
+    synonyms: ClassVar[dict[str, str]] = {**TrainHyperparams.synonyms, "rank": "r", "lora_r": "r",
+                                          "lora_rank": "r", "lora_alpha": "alpha", "lora_dropout": "dropout"}
+
     r: int = 16
     """LoRA rank."""
     alpha: int = 32
@@ -104,65 +100,6 @@ class LoraConfig(TrainHyperparams):
         return super().lightning_precision()
 
 
-def _lean_forward(layer: Any, name: str, x: Any, *args: Any, **kwargs: Any) -> Any:
-    """peft's vanilla LoRA forward for one active adapter, with the scaling on the rank-r intermediate."""
-    import torch.nn.functional as F
-
-    result = layer.base_layer(x, *args, **kwargs)
-    if layer.disable_adapters:  # e.g. DPO's reference pass, inside the training step
-        return result
-    x = layer._cast_input_dtype(x, layer.lora_A[name].weight.dtype)
-    low = F.linear(layer.lora_dropout[name](x), layer.lora_A[name].weight) * layer.scaling[name]
-    return (result + F.linear(low, layer.lora_B[name].weight)).to(result.dtype)
-
-
-def lean_layers(model: Any) -> list[tuple[Any, str]]:
-    """``(layer, adapter)`` for each LoRA layer whose forward :func:`_lean_forward` computes exactly: a
-    plain ``Linear`` LoRA layer, unmerged, with one active adapter, no variant (DoRA) and no bias on B."""
-    from peft.tuners.lora.layer import Linear
-
-    found = []
-    for module in model.modules():
-        if type(module) is not Linear or module.merged or module.disable_adapters:
-            continue
-        names = [n for n in module.active_adapters if n in module.lora_A]
-        if len(names) == 1 and names[0] not in module.lora_variant and module.lora_B[names[0]].bias is None:
-            found.append((module, names[0]))
-    return found
-
-
-class AdapterTrainingSteps(Callback):
-    """How the adapter computes during training steps only; validation and evaluation see peft's own.
-
-    ``bf16``: the adapter takes bf16 activations under Lightning's autocast. peft casts each adapter's
-    input to the adapter weights' dtype (fp32) and the result back; under autocast that is a round trip
-    for nothing, so the cast is switched off. ``lean``: plain LoRA layers use :func:`_lean_forward`."""
-
-    def __init__(self, model: Any, *, bf16: bool, lean: bool):
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        self.cast_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)] if bf16 else []
-        self.lean = lean_layers(model) if lean else []
-
-    def _training(self, on: bool) -> None:
-        for layer in self.cast_layers:
-            layer.cast_input_dtype_enabled = not on
-        for layer, name in self.lean:
-            if on:
-                layer.forward = partial(_lean_forward, layer, name)
-            else:
-                layer.__dict__.pop("forward", None)
-
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self._training(True)
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._training(False)
-
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._training(False)
-
-
 def linear_module_names(model: Any) -> list[str]:
     """Names of the Linear layers inside the decoder (what peft's ``all-linear`` means: no output head)."""
     import torch
@@ -197,6 +134,8 @@ class LoraBackend(LocalBackend):
         if c.last_layers:
             n = int(model.config.num_hidden_layers)
             layers = list(range(max(0, n - c.last_layers), n))
+        from ftframe_backends.classifier import HEAD_NAME
+
         target = c.target_modules if isinstance(c.target_modules, str) else list(c.target_modules)
         classifier = c.head == "classifier"
         if target == "all-linear" and (layers is not None or classifier):
@@ -224,9 +163,13 @@ class LoraBackend(LocalBackend):
         if task.type != "classification":
             raise ConfigError(f"backend.head=classifier needs a classification task; task.type is "
                               f"{task.type!r}.")
+        from ftframe_backends.classifier import classifier_objective
+
         return classifier_objective(list(task.labels or []))
 
     def callbacks(self, model: Any) -> list[Any]:
+        from ftframe_backends.lora_steps import AdapterTrainingSteps
+
         bf16, lean = self.config.resolved_adapter_compute() == "bf16", self.config.lean_adapter
         return [AdapterTrainingSteps(model, bf16=bf16, lean=lean)] if bf16 or lean else []
 
@@ -235,6 +178,8 @@ class LoraBackend(LocalBackend):
 
         model = loaded.model
         if self.config.head == "classifier":
+            from ftframe_backends.classifier import imprint_head, sequence_classifier
+
             pad = pad_id(loaded.tokenizer)
             model = sequence_classifier(model, self._objective.labels, pad)
             if self.config.head_init == "imprint":
@@ -247,6 +192,8 @@ class LoraBackend(LocalBackend):
         if self.config.head != "classifier":
             return super().tuned_model(base, adapter_dir, task)
         from peft import PeftModel
+
+        from ftframe_backends.classifier import sequence_classifier
 
         labels = self.objective_for(task).labels  # refuses a run dir that records no label set
         model = sequence_classifier(base.model, labels, pad_id(base.tokenizer))

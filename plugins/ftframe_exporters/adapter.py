@@ -5,10 +5,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
-
 from ftframe.api import ExportContext, Exporter, ExportResult
-from ftframe.engine.verify import VerificationFailed, VerifyOptions
+from ftframe.engine.verify_options import VerificationFailed, VerifyOptions
 from ftframe.errors import FtframeError
 from ftframe.io import atomic_path
 from ftframe_exporters.weights import local_model, verify_artefact
@@ -29,6 +27,7 @@ class AdapterExporter(Exporter):
     Config = AdapterConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:
+        import torch
         from peft import PeftModel, get_peft_model_state_dict
         from safetensors.torch import load_file
 

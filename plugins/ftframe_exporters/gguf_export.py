@@ -19,17 +19,18 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ftframe.api import ExportContext, Exporter, ExportResult
 from ftframe.config import one_of
 from ftframe.engine.saved_run import load_pretrained
-from ftframe.engine.verify import VerifyOptions
+from ftframe.engine.verify_options import VerifyOptions
 from ftframe.errors import FtframeError
 from ftframe.io import atomic_path
 from ftframe_exporters.weights import local_model, merged_copy, verify_artefact
+
+if TYPE_CHECKING:  # numpy, torch and gguf are imported when exporting
+    import numpy as np
 
 OUTTYPES = ("f32", "f16")
 PRECISION = {"f32": "fp32", "f16": "fp16"}
@@ -131,6 +132,7 @@ def _add_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
 def write_gguf(model: Any, tokenizer: Any, path: Path, *, outtype: str, name: str) -> int:
     """Write ``model`` (a plain fp32 Llama causal LM) and ``tokenizer`` to ``path``; returns the tensor count."""
     import gguf
+    import numpy as np
     import torch
 
     config = model.config

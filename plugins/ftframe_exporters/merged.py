@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ftframe.api import ExportContext, Exporter, ExportResult
 from ftframe.config import one_of
 from ftframe.engine.saved_run import load_pretrained
-from ftframe.engine.verify import VerifyOptions
+from ftframe.engine.verify_options import VerifyOptions
 from ftframe.io import atomic_path
 from ftframe_exporters.weights import local_model, merged_copy, verify_artefact
 

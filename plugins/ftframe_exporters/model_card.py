@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from ftframe.api import ExportContext, Exporter, ExportResult, Prediction
-from ftframe.engine.verify import generates_text
 from ftframe.io import write_text
 
 
@@ -45,6 +44,8 @@ class ModelCardExporter(Exporter):
     Config = ModelCardConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:
+        from ftframe.engine.verify import generates_text  # torch: only when exporting
+
         cfg, m = ctx.config, ctx.manifest
         task = cfg.get("task", {})
         tuned = ctx.metrics.get("values", {})

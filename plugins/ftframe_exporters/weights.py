@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 from ftframe.api import ExportContext
-from ftframe.engine.verify import verification_prompts, verify_reload
 from ftframe.errors import FtframeError
 
 
@@ -38,6 +37,8 @@ def merged_copy(model: Any) -> Any:
 def verify_artefact(ctx: ExportContext, reference: Any, tokenizer: Any, artefact: Any, artefact_tokenizer: Any,
                     *, precision: str, options: Any, what: str) -> dict[str, Any]:
     """Run :func:`ftframe.engine.verify.verify_reload` on the run's first test prompts."""
+    from ftframe.engine.verify import verification_prompts, verify_reload
+
     prompts = verification_prompts(ctx.predictions, int(options.verify_prompts))
     return verify_reload(reference, tokenizer, artefact, artefact_tokenizer, prompts, precision=precision,
                          max_new_tokens=int(options.verify_tokens), what=what)

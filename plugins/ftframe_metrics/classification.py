@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-
-import torch
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from typing import TYPE_CHECKING
 
 from ftframe.api import Metric, MetricContext, MetricResult, Prediction, TaskInfo
 from ftframe.errors import ConfigError
 from ftframe_metrics.plots import confusion_matrix_png
+
+if TYPE_CHECKING:  # torch and torchmetrics are imported when a metric computes (plugin classes import light)
+    import torch
 
 INVALID = "(invalid)"
 """The confusion matrix's column for answers outside the label set."""
@@ -29,6 +24,8 @@ INVALID = "(invalid)"
 
 def _encode(predictions: Sequence[Prediction], task: TaskInfo) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Labels (gold ∪ valid predicted, in task order) and index tensors; index ``len(labels)`` = invalid."""
+    import torch
+
     if not task.labels:
         raise ConfigError(f"task {task.name!r}: classification metrics need a label set (task.labels).")
     allowed = list(task.labels)
@@ -58,6 +55,13 @@ class MacroF1(Metric):
                 context: MetricContext | None = None) -> MetricResult:
         if not predictions:
             return MetricResult({"macro_f1": 0.0, "invalid_rate": 0.0}, {"n": 0})
+        from torchmetrics.classification import (
+            MulticlassConfusionMatrix,
+            MulticlassF1Score,
+            MulticlassPrecision,
+            MulticlassRecall,
+        )
+
         labels, preds, target = _encode(predictions, task)
         k = len(labels) + 1  # the last class collects answers outside the label set
         f1 = MulticlassF1Score(num_classes=k, average="none", zero_division=0)(preds, target)
@@ -92,6 +96,8 @@ class Accuracy(Metric):
     def compute(self, predictions: Sequence[Prediction], task: TaskInfo) -> MetricResult:
         if not predictions:
             return MetricResult({"accuracy": 0.0}, {"n": 0})
+        from torchmetrics.classification import MulticlassAccuracy
+
         labels, preds, target = _encode(predictions, task)
         acc = MulticlassAccuracy(num_classes=len(labels) + 1, average="micro")(preds, target)
         return MetricResult({"accuracy": float(acc)})

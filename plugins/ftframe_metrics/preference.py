@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ftframe.api import Judge, Metric, MetricContext, MetricResult, Prediction, TaskInfo, Verdict
 from ftframe.errors import ConfigError, DataError
 from ftframe.io import write_jsonl
@@ -94,6 +92,8 @@ def pair_score(first: Verdict | None, second: Verdict | None) -> float | None:
 
 def bootstrap_ci(scores: Sequence[float], *, confidence: float, resamples: int, seed: int) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``scores``."""
+    import numpy as np
+
     if not scores:
         return 0.0, 1.0
     rng = np.random.default_rng(seed)
@@ -111,6 +111,8 @@ def bradley_terry(systems: Sequence[str], outcomes: Sequence[tuple[str, str, flo
     a system without a single win keeps a finite strength. Written here because it is a dozen lines and
     the libraries that have it (choix) would be a dependency for nothing else.
     """
+    import numpy as np
+
     idx = {s: i for i, s in enumerate(systems)}
     k = len(systems)
     wins = np.full((k, k), prior / 2)

@@ -35,8 +35,28 @@ def test_defaults_compose(pm, registry, data_file):
 
 def test_unknown_plugin_key_names_full_key(pm):
     msg = compose_error(pm, ["backend.rnak=3", "data.path=x"])
-    assert "backend.rnak" in msg
-    assert "Valid keys here" in msg and " r," in msg  # the real key is listed
+    # 'rnak' is far from 'r' but close to 'rank', one of LoraConfig.synonyms
+    assert msg == ("Invalid configuration: Unknown config key 'backend.rnak' (did you mean 'r'? 'rank' is called "
+                   "'r' here).")
+    msg = compose_error(pm, ["backend.zzz=3", "data.path=x"])
+    assert "backend.zzz" in msg and "Valid keys here" in msg and " r," in msg  # no guess: the keys are listed
+
+
+def test_every_unknown_key_and_wrong_type_is_reported_at_once(pm):
+    """The example of docs/configuration.md: Hydra stops at the first mistake, ftframe reports each."""
+    with pytest.raises(ConfigError) as err:
+        compose(["+task=triage", "backend.rnak=3", "backend.lr=abc", "data.pth=x", "backend.learning_rate=1e-3",
+                 "metrics=[macro_f1,acuracy]", "sed=1"], pm=pm)
+    found = err.value.problems
+    assert found[:4] + found[5:] == [
+        "Unknown config key 'backend.rnak' (did you mean 'r'? 'rank' is called 'r' here).",
+        "Wrong type for 'backend.lr': Value 'abc' of type 'str' could not be converted to Float.",
+        "Unknown config key 'data.pth' (did you mean 'path'?).",
+        "Unknown config key 'backend.learning_rate' (did you mean 'lr'? 'learning_rate' is called 'lr' here).",
+        "Unknown config key 'sed' (did you mean 'seed'?).",
+    ]
+    assert found[4].startswith("Unknown option 'acuracy' for config group 'metrics' (did you mean 'accuracy'?).")
+    assert str(err.value).startswith("Invalid configuration:\n  - Unknown config key 'backend.rnak'")
 
 
 def test_unknown_top_level_key_suggests_seed(pm):

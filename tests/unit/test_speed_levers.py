@@ -160,7 +160,7 @@ def bf16_lora(model_dir: Path, **lora) -> torch.nn.Module:
 
 
 def test_bf16_adapter_maths_stays_close_to_fp32_adapter_maths(tiny_model_dir):
-    from ftframe_backends.lora import AdapterTrainingSteps
+    from ftframe_backends.lora_steps import AdapterTrainingSteps
 
     model, batch = bf16_lora(tiny_model_dir, r=4, lora_alpha=8), padded_batch()
     fp32_loss, fp32_grads = loss_and_grads(model, batch, True)
@@ -183,7 +183,7 @@ def test_bf16_adapter_maths_stays_close_to_fp32_adapter_maths(tiny_model_dir):
 @pytest.mark.parametrize("alpha, bf16", [(8, False), (8, True), (6, False)])
 def test_the_lean_adapter_forward_gives_peft_loss_and_gradients(tiny_model_dir, alpha, bf16):
     """scaling = alpha / r: 2 (a power of two: the same bits), or 1.5 (the same maths, rounded apart)."""
-    from ftframe_backends.lora import AdapterTrainingSteps
+    from ftframe_backends.lora_steps import AdapterTrainingSteps
 
     model, batch = bf16_lora(tiny_model_dir, r=4, lora_alpha=alpha), padded_batch()
 
@@ -209,7 +209,7 @@ def test_the_lean_adapter_forward_gives_peft_loss_and_gradients(tiny_model_dir, 
 
 
 def test_the_lean_forward_leaves_dora_and_merged_layers_to_peft(tiny_model_dir):
-    from ftframe_backends.lora import AdapterTrainingSteps, lean_layers
+    from ftframe_backends.lora_steps import AdapterTrainingSteps, lean_layers
 
     plain = bf16_lora(tiny_model_dir, r=4, lora_alpha=8)
     assert len(lean_layers(plain)) == sum(1 for m in plain.modules() if type(m).__name__ == "Linear"
@@ -226,7 +226,7 @@ def test_the_lean_forward_leaves_dora_and_merged_layers_to_peft(tiny_model_dir):
 
 def test_the_lean_forward_honours_disabled_adapters(tiny_model_dir):
     """DPO's reference pass disables the adapter inside the training step: it must see the base model."""
-    from ftframe_backends.lora import AdapterTrainingSteps
+    from ftframe_backends.lora_steps import AdapterTrainingSteps
 
     model, batch = bf16_lora(tiny_model_dir, r=4, lora_alpha=8), padded_batch()
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}

@@ -161,7 +161,7 @@ def test_full_freezes_the_first_layers(tmp_path, deep_model_dir, data_path):
 
 
 def test_progressive_unfreezing_schedule(deep_model_dir):
-    from ftframe_backends.full import ProgressiveUnfreezing
+    from ftframe_backends.unfreezing import ProgressiveUnfreezing
 
     model = AutoModelForCausalLM.from_pretrained(deep_model_dir)
     layers = list(model.model.layers)
@@ -190,7 +190,7 @@ def test_progressive_unfreezing_trains_unfrozen_layers_on_schedule(tmp_path, dee
 
 # ------------------------------------------------------------------------------------------------ dpo
 def test_dpo_loss_matches_the_definition():
-    from ftframe_backends.dpo import dpo_loss
+    from ftframe_backends.dpo_objective import dpo_loss
 
     zero = torch.zeros(3)
     loss, stats = dpo_loss(zero, zero, zero, zero, beta=0.1)
