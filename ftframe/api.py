@@ -181,6 +181,8 @@ class TaskInfo:
     name: str
     type: str
     labels: list[str] | None = None
+    output_schema: dict[str, Any] | None = None
+    """The JSON schema answers should conform to (``task.output_schema``), for structured-output tasks."""
 
 
 @dataclass

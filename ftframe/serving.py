@@ -3,31 +3,35 @@
 Built on Starlette (served by uvicorn in ``ftframe serve``). Errors have OpenAI's shape,
 ``{"error": {"message", "type", "param", "code"}}``, so OpenAI clients raise their usual exceptions.
 
-Concurrency: one model, one :class:`threading.Lock`. Each request generates in a worker thread (the event
-loop stays free to accept and queue requests) and holds the lock for its whole generation, so requests
-are answered one at a time, in the order they get the lock; nothing is shared between them but the model.
+Concurrency: every request joins one batch that a single thread decodes (:mod:`ftframe.serving_loop`):
+requests arriving while others decode join at the next step, share its forward pass, and leave when they end.
+A bounded queue answers 429 with ``Retry-After`` when full; a per-request time limit answers 504; a client
+that disconnects stops costing decoding steps; ``response_format`` (``json_object``, ``json_schema``)
+constrains decoding as evaluation does (:mod:`ftframe.engine.constrain`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ftframe.engine.chat import pad_id, render
+from ftframe.engine.chat import render
 
+DISCONNECT_POLL = 0.25
+"""Seconds between checks whether the client of a non-streaming request is still there."""
 ROLES = ("system", "developer", "user", "assistant", "tool")
 DEFAULT_MAX_TOKENS = 256
 
@@ -36,13 +40,16 @@ class ApiError(Exception):
     """An error answered as an OpenAI-style JSON body."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                       "code": self.code}}, status_code=self.status)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 @dataclass
@@ -56,6 +63,8 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+    """OpenAI's ``response_format`` as sent (checked and compiled by :mod:`ftframe.engine.constrain`)."""
 
 
 def _content(value: Any, i: int) -> str:
@@ -117,126 +126,163 @@ def parse_chat_request(body: Any, model_id: str) -> ChatRequest:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise ApiError(400, "'tools' must be an array.", param="tools")
+    response_format = body.get("response_format")
+    if response_format is not None:
+        from ftframe.engine.constrain import ResponseFormatError, json_schema_of
+
+        try:
+            json_schema_of(response_format)
+        except ResponseFormatError as exc:
+            raise ApiError(400, str(exc), param=exc.param) from None
     return ChatRequest(messages=messages, max_tokens=max_tokens, temperature=_number(body, "temperature", 1.0, 0, 2),
                        top_p=_number(body, "top_p", 1.0, 0, 1), stop=stop, seed=seed, stream=stream,
-                       include_usage=bool(isinstance(options, dict) and options.get("include_usage")), tools=tools)
+                       include_usage=bool(isinstance(options, dict) and options.get("include_usage")), tools=tools,
+                       response_format=response_format)
 
 
 @dataclass
+class ServeOptions:
+    """How ``ftframe serve`` batches and bounds requests (``ftframe serve --help`` names each flag)."""
+
+    max_batch: int = 32
+    """Requests decoded together in one batch."""
+    max_queue: int = 64
+    """Requests that may wait for a place in the batch; beyond that a request gets 429 with Retry-After."""
+    request_timeout: float | None = 300.0
+    """Seconds a request may take from arrival to its last token (None: no limit); past it, 504."""
+    max_prompt_tokens: int | None = None
+    """Longest prompt accepted, in tokens (None: the model's context length less ``max_tokens``)."""
+    json_whitespace: str = "compact"
+    """JSON layout under a ``response_format`` (``compact`` or ``flexible``): the run's ``eval.json_whitespace``,
+    so a served answer is decoded as evaluation decoded it."""
+
+
 class ModelServer:
-    """Generates chat replies with one model; a lock makes it safe to call from many threads."""
+    """Chat replies from one model, every concurrent request decoded in one batch (:mod:`ftframe.serving_loop`)."""
 
-    model: Any
-    tokenizer: Any
-    model_id: str
-    created: int = field(default_factory=lambda: int(time.time()))
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, model: Any, tokenizer: Any, model_id: str, options: ServeOptions | None = None):
+        from ftframe.engine.predict import LocalPredictor, evaluating
+        from ftframe.serving_loop import DecodeLoop
 
-    def __post_init__(self) -> None:
-        self.model.eval()
+        self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
+        self.options = options or ServeOptions()
+        self.created = int(time.time())
+        self.predictor = LocalPredictor(model, tokenizer, batch_size=self.options.max_batch, precision="fp32")
+        self.loop = DecodeLoop(self.predictor.decoder, context=lambda: evaluating(model, "fp32"),
+                               max_batch=self.options.max_batch, max_queue=self.options.max_queue)
+        self.context = getattr(model.config, "max_position_embeddings", None)
 
-    def _inputs(self, req: ChatRequest) -> Any:
-        import torch
+    def start(self) -> None:
+        self.loop.start()
 
+    def close(self) -> None:
+        self.loop.drain()
+        self.loop.stop()
+
+    # ---------------------------------------------------------------------------------- requests
+    def prompt_ids(self, req: ChatRequest) -> list[int]:
+        """The prompt's tokens as training rendered them; a 400 when it is longer than allowed."""
         text = render(self.tokenizer, req.messages, generation_prompt=True, tools=req.tools)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit and len(ids) + req.max_tokens > limit:
-            raise ApiError(400, f"This model's maximum context length is {limit} tokens; the messages take "
+        limit = self.options.max_prompt_tokens
+        if limit is not None and len(ids) > limit:
+            raise ApiError(400, f"The messages take {len(ids)} tokens; this server accepts prompts of up to "
+                           f"{limit} tokens (ftframe serve --max-prompt-tokens).", param="messages",
+                           code="context_length_exceeded")
+        if self.context and len(ids) + req.max_tokens > self.context:
+            raise ApiError(400, f"This model's maximum context length is {self.context} tokens; the messages take "
                            f"{len(ids)} and max_tokens asks for {req.max_tokens} more.", param="messages",
                            code="context_length_exceeded")
-        device = next(self.model.parameters()).device
-        return torch.tensor([ids], device=device)
+        return ids
 
-    def _generate_kwargs(self, req: ChatRequest, ids: Any) -> dict[str, Any]:
-        import torch
+    def job(self, req: ChatRequest) -> Any:
+        """The loop's :class:`ftframe.serving_loop.Job` for ``req`` (its grammar compiled, its sampling set)."""
+        from ftframe.engine.constrain import ResponseFormatError
+        from ftframe.engine.decoding import Sampling
+        from ftframe.serving_loop import Job
 
-        tok = self.tokenizer
-        sample = req.temperature > 0
-        kwargs: dict[str, Any] = {
-            "input_ids": ids, "attention_mask": torch.ones_like(ids), "max_new_tokens": req.max_tokens,
-            "do_sample": sample, "temperature": req.temperature if sample else None,
-            "top_p": req.top_p if sample else None, "top_k": None,
-            "pad_token_id": pad_id(tok),
-            "eos_token_id": tok.eos_token_id,
-        }
-        if req.stop:
-            kwargs.update(stop_strings=req.stop, tokenizer=tok)
-        if req.seed is not None:
-            torch.manual_seed(req.seed)
-        return kwargs
+        ids = self.prompt_ids(req)
+        try:
+            grammar = self.predictor.grammar(req.response_format, self.options.json_whitespace)
+        except ResponseFormatError as exc:
+            raise ApiError(400, str(exc), param=exc.param) from None
+        sampling = Sampling(req.temperature, req.top_p, req.seed) if req.temperature > 0 else None
+        return Job(ids, req.max_tokens, grammar=grammar, sampling=sampling, timeout=self.options.request_timeout)
 
-    def complete(self, req: ChatRequest) -> tuple[str, str, int, int]:
-        """``(text, finish_reason, prompt_tokens, completion_tokens)`` for a non-streaming request."""
-        import torch
+    async def submit(self, req: ChatRequest) -> Any:
+        """Queue ``req`` in the decode loop: its job, or an :class:`ApiError` (400 for a bad prompt or
+        response format, 429 with ``Retry-After`` when the queue is full, 503 while shutting down)."""
+        import asyncio
 
-        ids = self._inputs(req)
-        with self.lock, torch.no_grad():
-            out = self.model.generate(**self._generate_kwargs(req, ids))
-        new = out[0, ids.shape[1]:].tolist()
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        text, stopped = _cut_at_stop(text, req.stop)
-        ended = bool(new) and new[-1] == self.tokenizer.eos_token_id
-        finish = "stop" if stopped or ended or len(new) < req.max_tokens else "length"
-        return text, finish, int(ids.shape[1]), len(new)
+        from ftframe.serving_loop import Draining, QueueFull
 
-    def stream(self, req: ChatRequest) -> Iterator[tuple[str, str | None, int, int]]:
-        """Yield ``(text delta, finish_reason or None, prompt_tokens, completion_tokens)`` as tokens arrive."""
-        import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        job = await run_in_threadpool(self.job, req)
+        job.loop = asyncio.get_running_loop()
+        try:
+            self.loop.submit(job)
+        except QueueFull as exc:
+            raise ApiError(429, f"The server is busy ({self.loop.max_queue} requests already wait); retry in "
+                           f"{exc.retry_after} s.", type="rate_limit_error", code="server_busy",
+                           headers={"Retry-After": str(exc.retry_after)}) from None
+        except Draining:
+            raise ApiError(503, "The server is shutting down and takes no new requests.", type="server_error",
+                           code="shutting_down", headers={"Retry-After": "5"}) from None
+        return job
 
-        ids = self._inputs(req)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancel = threading.Event()  # set when the client goes away: generation stops at the next token
-        result: dict[str, Any] = {}
+    async def answer(self, job: Any, req: ChatRequest,
+                     disconnected: Any = None) -> AsyncIterator[tuple[str, str | None, int, int]]:
+        """Yield ``(text delta, None, 0, 0)`` as ``job``'s tokens arrive, then ``("", finish_reason,
+        prompt_tokens, completion_tokens)``. ``disconnected()`` (an awaitable check) is polled while waiting:
+        a client that went away stops costing decoding steps; so does this generator closed early (a stream
+        whose reader left)."""
+        import asyncio
 
-        def work() -> None:
-            try:
-                with torch.no_grad():
-                    result["out"] = self.model.generate(**self._generate_kwargs(req, ids), streamer=streamer,
-                                                        stopping_criteria=StoppingCriteriaList([_cancelled(cancel)]))
-            except Exception as exc:  # noqa: BLE001 - re-raised by the reading thread below
-                result["error"] = exc
-                streamer.end()
-
-        with self.lock:
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
-            text, sent, stopped = "", 0, False
-            hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may still be forming
-            try:
-                for piece in streamer:
-                    text += piece
-                    cut, stopped = _cut_at_stop(text, req.stop)
-                    upto = len(cut) if stopped else max(sent, len(text) - hold)
-                    if upto > sent:
-                        yield text[sent:upto], None, 0, 0
-                        sent = upto
-                    if stopped:
-                        break
-            finally:  # also when the reader stops early: the model is not released while it still runs
-                cancel.set()
-                thread.join()
-        if "error" in result:
-            raise result["error"]
-        if not stopped and len(text) > sent:
+        tokens: list[int] = []
+        sent, text, finish = 0, "", None
+        hold = max((len(s) for s in req.stop), default=1) - 1  # a stop string may still be forming
+        ended = False
+        checked = time.monotonic()
+        try:
+            while True:
+                try:
+                    kind, value = await asyncio.wait_for(job.events.get(), DISCONNECT_POLL if disconnected else None)
+                except TimeoutError:
+                    kind = None
+                if disconnected and time.monotonic() - checked >= DISCONNECT_POLL:
+                    checked = time.monotonic()
+                    if await disconnected():
+                        return
+                if kind is None:
+                    continue
+                if kind == "error":
+                    ended = True
+                    raise value
+                if kind == "end":
+                    ended = True
+                    if value == "timeout":
+                        raise ApiError(504, f"The request took longer than the server's limit of "
+                                       f"{self.options.request_timeout:g} s (ftframe serve --request-timeout).",
+                                       type="server_error", code="timeout")
+                    finish = value
+                    break
+                tokens.append(value)
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                cut, stopped = _cut_at_stop(text, req.stop)
+                if stopped:
+                    text, finish = cut, "stop"
+                    break
+                upto = len(text) - hold
+                while upto > sent and text[upto - 1] == "\ufffd":  # an incomplete UTF-8 sequence: wait for more
+                    upto -= 1
+                if upto > sent:
+                    yield text[sent:upto], None, 0, 0
+                    sent = upto
+        finally:
+            if not ended:
+                self.loop.cancel(job)
+        if len(text) > sent:
             yield text[sent:], None, 0, 0
-        new = result["out"][0, ids.shape[1]:].tolist()
-        ended = bool(new) and new[-1] == self.tokenizer.eos_token_id
-        finish = "stop" if stopped or ended or len(new) < req.max_tokens else "length"
-        yield "", finish, int(ids.shape[1]), len(new)
-
-
-def _cancelled(event: threading.Event) -> Any:
-    """A generation stopping criterion that fires once ``event`` is set."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return Cancelled()
+        yield "", "stop" if finish in ("stop", "cancelled") else "length", len(job.prompt), len(tokens)
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -277,16 +323,22 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"The request body is not valid JSON ({exc}).") from exc
+        except RecursionError:  # e.g. 100,000 nested '[': Python's parser gives up, the request is still bad
+            raise ApiError(400, "The request body is nested too deeply to parse as JSON.") from None
         req = parse_chat_request(body, server.model_id)
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        job = await server.submit(req)
         if not req.stream:
-            text, finish, p_tok, c_tok = await run_in_threadpool(server.complete, req)
+            parts, finish, p_tok, c_tok = [], "stop", 0, 0
+            async for piece, end, p, c in server.answer(job, req, request.is_disconnected):
+                parts.append(piece)
+                if end is not None:
+                    finish, p_tok, c_tok = end, p, c
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created, "model": server.model_id,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                             "finish_reason": finish}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                             "logprobs": None, "finish_reason": finish}],
                 "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok, "total_tokens": p_tok + c_tok}})
-        await run_in_threadpool(server._inputs, req)  # a too-long prompt is a 400 before the stream starts
 
         def chunk(delta: dict[str, Any], finish: str | None) -> str:
             return "data: " + json.dumps({
@@ -294,17 +346,24 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}) + "\n\n"
 
         async def events() -> AsyncIterator[str]:
+            # Starlette cancels this generator when the client disconnects; answer()'s cleanup then takes the
+            # request out of the batch.
             yield chunk({"role": "assistant", "content": ""}, None)
-            async for piece, finish, p_tok, c_tok in iterate_in_threadpool(server.stream(req)):
-                if finish is None:
-                    yield chunk({"content": piece}, None)
-                    continue
-                yield chunk({}, finish)
-                if req.include_usage:
-                    yield "data: " + json.dumps({
-                        "id": cid, "object": "chat.completion.chunk", "created": created, "model": server.model_id,
-                        "choices": [], "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
-                                                 "total_tokens": p_tok + c_tok}}) + "\n\n"
+            try:
+                async for piece, finish, p_tok, c_tok in server.answer(job, req):
+                    if finish is None:
+                        yield chunk({"content": piece}, None)
+                        continue
+                    yield chunk({}, finish)
+                    if req.include_usage:
+                        yield "data: " + json.dumps({
+                            "id": cid, "object": "chat.completion.chunk", "created": created,
+                            "model": server.model_id, "choices": [],
+                            "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
+                                      "total_tokens": p_tok + c_tok}}) + "\n\n"
+            except ApiError as exc:  # after the stream began: OpenAI's error event (the client raises it)
+                yield "data: " + json.dumps(exc.body()) + "\n\n"
+                return
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -319,6 +378,21 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
         return ApiError(exc.status_code, f"{kind}: {request.method} {request.url.path}.",
                         code="unknown_url" if exc.status_code == 404 else None).response()
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Anything unexpected still answers in OpenAI's shape (a client raises its InternalServerError).
+        return ApiError(500, f"The server failed to answer: {type(exc).__name__}: {exc}", type="server_error").response()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # uvicorn on SIGTERM stops accepting connections and waits for the open ones to finish before this
+        # shutdown runs, so in-flight requests are decoded to their end.
+        server.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(server.close)
+
     routes = [Route("/v1/models", models, methods=["GET"]), Route("/v1/models/{model:path}", model, methods=["GET"]),
               Route("/v1/chat/completions", chat, methods=["POST"])]
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error})
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error})

@@ -21,6 +21,9 @@ class TaskConfig:
     """The label set; inferred from the training data when not given."""
     primary_metric: str = "macro_f1"
     """Drives early stopping, best-checkpoint selection and the summary's headline."""
+    output_schema: Any = None
+    """The JSON schema every answer should conform to (structured-output tasks), inline as a mapping. The
+    ``json_schema`` metric checks answers against it, and ``eval.response_format`` can decode under it."""
 
 
 @dataclass
@@ -89,6 +92,14 @@ class EvalConfig:
     so the epoch chosen is the best at what the test measures."""
     max_new_tokens: int = 16
     batch_size: int = 16
+    response_format: str = "auto"
+    """Constrained decoding of generated answers (``ftframe.engine.constrain``): ``text`` (free),
+    ``json_object`` (any JSON object), ``json_schema`` (conforming to ``task.output_schema``), or ``auto``:
+    ``json_schema`` when the task declares ``task.output_schema`` and the predictor can constrain its
+    decoding, else ``text``. ``ftframe serve`` takes the same from each request's ``response_format``."""
+    json_whitespace: str = "compact"
+    """JSON layout under a JSON response format: ``compact`` (``json.dumps``' separators ``", "``/``": "``,
+    no newlines: how the shipped tasks' answers are written) or ``flexible`` (any JSON whitespace)."""
     precision: str = "auto"
     """``fp32``: weights held in bf16/fp16 are computed in fp32 while evaluating (restored afterwards), so
     an answer does not depend on the batch it was in: batched evaluation gives the one-by-one answers.

@@ -58,6 +58,7 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
         out.append(f"eval.precision: {cfg.eval.precision!r} is not one of {', '.join(EVAL_PRECISIONS)}.")
     if cfg.eval.mode in ("score", "both") and cfg.task.type != "classification":
         out.append("eval.mode=score needs a classification task (a label set to score).")
+    out += response_format_problems(cfg)
     metric_names = set(cfg.metrics or {})
     if cfg.task.primary_metric not in metric_names:
         out.append(f"task.primary_metric: {cfg.task.primary_metric!r} is not among the configured metrics "
@@ -70,6 +71,33 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
         out.append(f"split: train + val + test must be 1 with each in [0, 1]; got {shares}.")
     out += transform_problems(cfg)
     out += exporter_problems(cfg, registry)
+    return out
+
+
+def response_format_problems(cfg: DictConfig) -> list[str]:
+    """``task.output_schema`` is a JSON schema, and ``eval.response_format`` / ``json_whitespace`` are known
+    and have the schema they need."""
+    from omegaconf import OmegaConf
+
+    from ftframe.engine.constrain import JSON_WHITESPACE, RESPONSE_FORMATS, check_schema
+
+    out = []
+    kind = cfg.eval.get("response_format", "auto")
+    if kind not in ("auto", *RESPONSE_FORMATS):
+        out.append(f"eval.response_format: {kind!r} is not one of auto, {', '.join(RESPONSE_FORMATS)}"
+                   f"{did_you_mean(str(kind), ('auto', *RESPONSE_FORMATS))}.")
+    if cfg.eval.get("json_whitespace", "compact") not in JSON_WHITESPACE:
+        out.append(f"eval.json_whitespace: {cfg.eval.json_whitespace!r} is not one of {', '.join(JSON_WHITESPACE)}.")
+    schema = cfg.task.get("output_schema")
+    if schema is not None:
+        schema = OmegaConf.to_container(schema, resolve=True) if OmegaConf.is_config(schema) else schema
+        try:
+            check_schema(schema, "task.output_schema")
+        except ConfigError as exc:
+            out.extend(exc.problems)
+    elif kind == "json_schema":
+        out.append("eval.response_format=json_schema decodes under the task's JSON schema, but task.output_schema "
+                   "is not set: give the schema there, or use eval.response_format=json_object or text.")
     return out
 
 

@@ -15,9 +15,49 @@ from ftframe.io import write_jsonl
 MODES = ("generate", "score", "both")
 
 
+def task_info(cfg: Any, examples: Sequence[Example] = (), labels: list[str] | None = None) -> TaskInfo:
+    """The task of the run config ``cfg``; a classification task without labels (``labels`` or
+    ``task.labels``) takes them from ``examples``' answers."""
+    from omegaconf import OmegaConf
+
+    labels = labels or (list(cfg.task.labels) if cfg.task.get("labels") else None)
+    if cfg.task.type == "classification" and labels is None:
+        labels = sorted({ex.target for ex in examples if ex.target is not None})
+    schema = cfg.task.get("output_schema")
+    schema = OmegaConf.to_container(schema, resolve=True) if OmegaConf.is_config(schema) else schema
+    return TaskInfo(name=str(cfg.task.name), type=str(cfg.task.type), labels=labels, output_schema=schema)
+
+
+def response_format(eval_config: Any, task: TaskInfo, predictor: Any = None) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` that ``eval.response_format`` asks for on ``task`` (``None``: free
+    text). ``auto`` is ``json_schema`` when the task has an output schema and ``predictor`` (when given)
+    can constrain its decoding."""
+    from ftframe.engine.constrain import response_format_for_schema
+
+    kind = str(eval_config.response_format)
+    if kind == "auto":
+        if task.output_schema is None or (predictor is not None and not constrains(predictor)):
+            return None
+        kind = "json_schema"
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if task.output_schema is None:
+        raise ConfigError("eval.response_format=json_schema needs the task's schema: set task.output_schema.")
+    return response_format_for_schema(task.output_schema, name=task.name)
+
+
+def constrains(predictor: Any) -> bool:
+    """Whether ``predictor.generate`` takes a ``response_format`` (can decode under a schema)."""
+    return "response_format" in inspect.signature(predictor.generate).parameters
+
+
 def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *, mode: str,
-            max_new_tokens: int, progress: Callable[[int], None] | None = None) -> list[Prediction]:
-    """One :class:`Prediction` per example, by greedy generation or by scoring the label set."""
+            max_new_tokens: int, progress: Callable[[int], None] | None = None,
+            response_format: dict[str, Any] | None = None, json_whitespace: str = "compact") -> list[Prediction]:
+    """One :class:`Prediction` per example, by greedy generation (under ``response_format`` when given)
+    or by scoring the label set."""
     prompts = [ex.prompt for ex in examples]
     if mode == "score":
         if not task.labels:
@@ -29,7 +69,14 @@ def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *
             answers.append(task.labels[best])
             scores.append(dict(zip(task.labels, row)))
     elif mode == "generate":
-        answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress)
+        if response_format is None:
+            answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress)
+        elif not constrains(predictor):
+            raise ConfigError(f"The predictor {predictor.name!r} cannot constrain its decoding to a response "
+                              f"format; set eval.response_format=text (or auto).")
+        else:
+            answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress,  # type: ignore[call-arg]
+                                         response_format=response_format, json_whitespace=json_whitespace)
         scores = [None] * len(answers)
     else:
         raise ValueError(f"unknown prediction mode {mode!r}; expected 'generate' or 'score'")
@@ -75,7 +122,8 @@ def score_predictions(predictions: Sequence[Prediction], metrics: Mapping[str, M
 def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, metrics: Mapping[str, Metric],
              *, mode: str, max_new_tokens: int, run_dir: Path, prefix: str = "", registry: Any = None,
              baseline: Sequence[Prediction] | None = None,
-             progress: Callable[[str, int], Any] | None = None) -> tuple[dict[str, Any], list[Prediction]]:
+             progress: Callable[[str, int], Any] | None = None, response_format: dict[str, Any] | None = None,
+             json_whitespace: str = "compact") -> tuple[dict[str, Any], list[Prediction]]:
     """Predict ``examples`` in ``mode`` (``both``: generate, then score), score, write predictions.
 
     ``progress(description, total)`` is a context manager yielding ``advance(n)`` (a progress bar).
@@ -91,7 +139,8 @@ def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, 
         label = f"{prefix or 'tuned '}{m}".replace("_", " ")
         with bar(label, len(examples)) as advance:
             t0 = time.perf_counter()
-            preds = predict(predictor, examples, task, mode=m, max_new_tokens=max_new_tokens, progress=advance)
+            preds = predict(predictor, examples, task, mode=m, max_new_tokens=max_new_tokens, progress=advance,
+                            response_format=response_format, json_whitespace=json_whitespace)
             seconds = time.perf_counter() - t0
         if any("reference_loglik" in metric.needs for metric in metrics.values()):
             with bar(f"{label} (reference log-likelihood)", sum(1 for p in preds if p.gold)) as advance:
@@ -100,6 +149,8 @@ def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, 
                             baseline=baseline, registry=registry)
         scored = score_predictions(preds, metrics, task, ctx)
         scored["mode"], scored["seconds"] = m, round(seconds, 2)
+        if m == "generate":
+            scored["response_format"] = (response_format or {"type": "text"})["type"]
         suffix = "" if m == modes[0] else f"_{m}"
         write_jsonl(run_dir / f"{prefix}predictions{suffix}.jsonl", [p.to_record() for p in preds])
         if m == modes[0]:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftframe import console as ui
 from ftframe.api import Example, Metric, Prediction, Predictor, TaskInfo
-from ftframe.engine.evaluate import evaluate
+from ftframe.engine.evaluate import evaluate, response_format, task_info  # noqa: F401 - task_info: the commands' import
 from ftframe.engine.run import apply_gate, gate_line
 from ftframe.io import write_json, write_text
 from ftframe.manifest import file_hashes, new_manifest, now
@@ -33,14 +33,6 @@ class EvalResult:
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
-
-
-def task_info(cfg: DictConfig, examples: list[Example], labels: list[str] | None = None) -> TaskInfo:
-    """The task of ``cfg``; a classification task without labels takes them from ``examples``' answers."""
-    labels = labels or (list(cfg.task.labels) if cfg.task.labels else None)
-    if cfg.task.type == "classification" and labels is None:
-        labels = sorted({ex.target for ex in examples if ex.target is not None})
-    return TaskInfo(name=str(cfg.task.name), type=str(cfg.task.type), labels=labels)
 
 
 def evaluate_model(cfg: DictConfig, predictor: Predictor, examples: list[Example], out_dir: Path, *,
@@ -62,7 +54,9 @@ def evaluate_model(cfg: DictConfig, predictor: Predictor, examples: list[Example
         ui.stage(con, f"evaluate {predictor.name} on {len(examples)} examples")
         scores, _ = evaluate(predictor, examples, task, metrics, mode=str(cfg.eval.mode),
                              max_new_tokens=int(cfg.eval.max_new_tokens), run_dir=out_dir, registry=registry,
-                             baseline=baseline, progress=lambda label, total: ui.progress_bar(con, label, total))
+                             baseline=baseline, progress=lambda label, total: ui.progress_bar(con, label, total),
+                             response_format=response_format(cfg.eval, task, predictor),
+                             json_whitespace=str(cfg.eval.json_whitespace))
         result.scores = scores
         lower = {n for n, m in metrics.items() if not m.higher_is_better}
         result.gate = apply_gate(dict(cfg.gate), scores["values"], lower)

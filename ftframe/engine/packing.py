@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from ftframe.engine.predict import shared_prefix_len, switch_attention
+from ftframe.engine.decoding import shared_prefix_len
+from ftframe.engine.predict import switch_attention
 
 MIN_SAVING = 0.1
 """Pack a batch only when that removes at least this share of its padded token rows (below that the

@@ -12,6 +12,16 @@ import torch
 from ftframe.api import Message
 from ftframe.config.schema import EVAL_PRECISIONS
 from ftframe.engine.chat import pad_id, render
+from ftframe.engine.constrain import compile_response_format
+from ftframe.engine.decoding import (
+    BatchDecoder,
+    Row,
+    decode_all,
+    end_token_ids,
+    forward,
+    left_pad,
+    prefill,
+)
 from ftframe.errors import DataError
 
 
@@ -86,25 +96,9 @@ def _merge_targets(model: Any) -> list[torch.nn.Parameter]:
     return list(found.values())
 
 
-MIN_SHARED_PREFIX = 8
-"""Rows of a batch that begin with at least this many identical tokens run them once (see
-``LocalPredictor._prompt_pass``); for fewer, the extra one-row pass costs about what it saves."""
-
 SCORE_LOGITS_BYTES = 256 * 2**20
 """Label scoring computes the vocabulary's logits at every node of the candidate trees at once; rows are
 taken together only as far as those logits (``rows x nodes x vocabulary`` in fp32) stay below this."""
-
-
-def shared_prefix_len(rows: Sequence[Sequence[int]]) -> int:
-    """How many tokens every row begins with, leaving at least one token of each row after them
-    (0 for a single row: nothing to share)."""
-    if len(rows) < 2:
-        return 0
-    first, limit = rows[0], min(len(r) for r in rows) - 1
-    for k in range(limit):
-        if any(r[k] != first[k] for r in rows):
-            return k
-    return max(limit, 0)
 
 
 class CandidateTree:
@@ -155,10 +149,6 @@ def switch_attention(model: Any, implementation: str | None) -> str | None:
         return current
     model.set_attn_implementation(implementation)
     return current
-
-
-def _mask_if_padded(mask: torch.Tensor) -> torch.Tensor | None:
-    return mask if not bool(mask.all()) else None
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -215,16 +205,6 @@ class LocalPredictor:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _run_prefix(self, prefix: torch.Tensor, cache: Any) -> None:
-        """Fill ``cache`` with ``prefix`` (one row), whose logits nobody reads: through the decoder alone
-        where the model exposes one (``get_decoder``), else through the model for one position's logits."""
-        get = getattr(self.model, "get_decoder", None)
-        decoder = get() if callable(get) else self.model
-        if decoder is self.model:  # transformers' get_decoder() returns the model itself when it has no other
-            self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        else:
-            decoder(input_ids=prefix, past_key_values=cache, use_cache=True)
-
     def _pad_id(self) -> int:
         return pad_id(self.tokenizer)
 
@@ -233,93 +213,39 @@ class LocalPredictor:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        n = max(len(r) for r in rows)
-        pad = self._pad_id()
-        ids = torch.full((len(rows), n), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), n), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, n - len(r):] = torch.tensor(r)
-            mask[i, n - len(r):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        dev = self._device()
-        return ids.to(dev), mask.to(dev), pos.to(dev)
-
-    # -------------------------------------------------------------------------------- prompts
-    def _prompt_pass(self, rows: list[list[int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Run a batch of prompts: ``(mask, cache, last logits)``; ``cache`` holds every prompt token.
-
-        Rows that begin with the same :data:`MIN_SHARED_PREFIX` or more tokens (a test set's chat template
-        and system prompt: about half of each BANKING77 prompt) run them once, as one row whose keys and
-        values are then copied to every row. The layout is ``[prefix][padding][rest]`` with ``mask`` zero
-        on the padding, so positions (``mask.cumsum - 1``) are those of the unpadded prompt. Without any
-        padding the mask is not passed: the model then takes its plain causal path (~10% faster)."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
-        shared = shared_prefix_len(rows)
-        shared = shared if shared >= MIN_SHARED_PREFIX else 0
-        ids, mask, _ = self._left_pad([r[shared:] for r in rows])
-        if shared:
-            prefix = torch.tensor([rows[0][:shared]], device=ids.device)
-            self._run_prefix(prefix, cache)
-            cache.batch_repeat_interleave(len(rows))
-            mask = torch.cat([mask.new_ones((len(rows), shared)), mask], dim=1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=ids, attention_mask=_mask_if_padded(mask), position_ids=positions[:, shared:],
-                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        return mask, cache, logits
+        ids, mask = left_pad(rows, self._pad_id(), self._device())
+        return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
     # -------------------------------------------------------------------------------- generate
+    def _prompt_pass(self, rows: list[list[int]]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """``(mask, cache, last logits)`` of a batch of prompts (:func:`ftframe.engine.decoding.prefill`)."""
+        return prefill(self.model, rows, self._pad_id())
+
+    def decoder(self) -> BatchDecoder:
+        """A :class:`BatchDecoder` over this predictor's model (rows join and leave between steps)."""
+        return BatchDecoder(self.model, pad_id=self._pad_id(), end_ids=end_token_ids(self.model, self.tokenizer))
+
+    def grammar(self, response_format: dict[str, Any] | None, whitespace: str = "compact") -> Any:
+        """The compiled ``response_format`` for this model's tokenizer (``None`` for free text)."""
+        return compile_response_format(response_format, self.tokenizer, self._vocab_size(), whitespace=whitespace)
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[list[Message]], *, max_new_tokens: int,
-                 progress: Callable[[int], None] | None = None) -> list[str]:
+                 progress: Callable[[int], None] | None = None, response_format: dict[str, Any] | None = None,
+                 json_whitespace: str = "compact") -> list[str]:
+        """Greedy answers, decoded in batches of ``batch_size`` that refill as rows end (prompts in order
+        of length, so a batch's rows need little padding). With ``response_format`` (OpenAI's shape) every
+        answer is decoded under its grammar (:mod:`ftframe.engine.constrain`)."""
+        grammar = self.grammar(response_format, json_whitespace)
         encoded = self._encode_prompts(prompts)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        out: list[str] = [""] * len(encoded)
+        rows = [Row(encoded[i], max_new_tokens, key=i, grammar=grammar) for i in order]
         with evaluating(self.model, self.precision_for("generate")):
-            for batch in _batches(order, self.batch_size):
-                answers = self._greedy([encoded[i] for i in batch], max_new_tokens)
-                for i, answer in zip(batch, answers):
-                    out[i] = self.tokenizer.decode(answer, skip_special_tokens=True).strip()
-                if progress:
-                    progress(len(batch))
+            decode_all(self.decoder(), rows, batch_size=self.batch_size, progress=progress)
+        out: list[str] = [""] * len(encoded)
+        for row in rows:
+            out[row.key] = self.tokenizer.decode(row.tokens, skip_special_tokens=True).strip()
         return out
-
-    def _greedy(self, rows: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        """Greedy decoding of a batch of prompts: each row's tokens up to and including the end token.
-
-        Written here rather than calling transformers' ``generate`` because a row that has ended leaves the
-        batch (its keys and values are dropped from the cache): ``generate`` keeps computing every row
-        until the last one ends, and on the CPU a decoding step costs about in proportion to its rows
-        (measured 102 ms for 32 rows, 213 ms for 64, fp32). Each step is the same argmax over the same
-        logits as ``generate(do_sample=False)``; a test checks the answers against it."""
-
-        answers: list[list[int]] = [[] for _ in rows]
-        if max_new_tokens <= 0:
-            return answers
-        mask, cache, logits = self._prompt_pass(rows)
-        live = list(range(len(rows)))
-        next_pos = mask.sum(-1, keepdim=True)  # the position after each prompt's last token
-        end = self.tokenizer.eos_token_id
-        for step in range(max_new_tokens):
-            tokens = logits.argmax(-1)
-            keep = []
-            for k, (row, token) in enumerate(zip(live, tokens.tolist())):
-                answers[row].append(token)
-                if token != end:
-                    keep.append(k)
-            if not keep or step == max_new_tokens - 1:
-                break
-            if len(keep) < len(live):
-                index = torch.tensor(keep, device=tokens.device)
-                cache.batch_select_indices(index)
-                mask, next_pos, tokens = mask[index], next_pos[index], tokens[index]
-                live = [live[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
-            logits = self.model(input_ids=tokens.unsqueeze(1), attention_mask=_mask_if_padded(mask),
-                                position_ids=next_pos, past_key_values=cache, use_cache=True).logits[:, -1]
-            next_pos = next_pos + 1
-        return answers
 
     # ----------------------------------------------------------------------------------- score
     def _candidate_ids(self, prompts: Sequence[list[Message]], prompt_ids: list[list[int]],
@@ -405,8 +331,8 @@ class LocalPredictor:
             if kernel == "eager":
                 sees = torch.zeros(sees.shape).masked_fill_(~sees, torch.finfo(torch.float32).min)
             try:
-                node_logits = self.model(input_ids=tokens.to(dev), attention_mask=sees.unsqueeze(1).to(dev),
-                                         position_ids=node_pos.to(dev), past_key_values=cache, use_cache=True).logits
+                node_logits = forward(self.model, cache, input_ids=tokens.to(dev),
+                                      attention_mask=sees.unsqueeze(1).to(dev), position_ids=node_pos.to(dev)).logits
             finally:
                 switch_attention(self.model, previous)
         out = []

@@ -23,7 +23,7 @@ from ftframe import console as ui
 from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
 from ftframe.config.validate import validate
 from ftframe.engine.data_source import data_format
-from ftframe.engine.evaluate import evaluate
+from ftframe.engine.evaluate import evaluate, response_format, task_info
 from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
 from ftframe.engine.ranks import is_global_zero
@@ -74,13 +74,6 @@ def gate_line(name: str, check: dict[str, Any]) -> str:
     mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
     bound = f"min {check['min']}" if "min" in check else f"max {check['max']}"
     return f"{mark} {name} = {ui.fmt(check['value'])} ({bound})"
-
-
-def _task_info(cfg: DictConfig, train: list[Example]) -> TaskInfo:
-    labels = list(cfg.task.labels) if cfg.task.labels else None
-    if cfg.task.type == "classification" and labels is None:
-        labels = sorted({ex.target for ex in train if ex.target is not None})
-    return TaskInfo(name=str(cfg.task.name), type=str(cfg.task.type), labels=labels)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, *, pm: Any = None) -> RunResult:
@@ -157,7 +150,7 @@ def _train_worker(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any) -
     # The metrics only decide which way the monitored value is better (rank 0 scores and broadcasts).
     metrics = {name: registry.create("metric", name, opts) for name, opts in cfg.metrics.items()}
     job = TrainJob(config=cfg, model_source=registry.create("model_source", str(cfg.model.name), cfg.model),
-                   train=splits["train"], val=splits["val"], task=_task_info(cfg, splits["train"]), metrics=metrics,  # type: ignore[arg-type]
+                   train=splits["train"], val=splits["val"], task=task_info(cfg, splits["train"]), metrics=metrics,  # type: ignore[arg-type]
                    run_dir=run_dir, seed=int(cfg.seed), trainer_config=cfg.trainer, eval_config=cfg.eval, pm=pm)
     try:
         trained = backend.train(job)  # type: ignore[attr-defined]
@@ -186,7 +179,7 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
                              {"path": str(cfg.data.get("path")), "format": detected or str(cfg.data.name)})
     result.metrics["data"] = {"rejected": len(loaded.rejected),
                               "rejected_by_kind": dict(Counter(r.kind for r in loaded.rejected))}
-    task = _task_info(cfg, splits["train"])
+    task = task_info(cfg, splits["train"])
     data_summary = {"path": str(cfg.data.get("path")), "format": detected or str(cfg.data.name),
                     "examples": len(loaded.examples),
                     "rejected": len(loaded.rejected), "splits": {k: len(v) for k, v in splits.items()},
@@ -275,7 +268,9 @@ def _evaluate(con: Any, cfg: DictConfig, predictor: Any, examples: list[Example]
     return evaluate(predictor, examples, task, metrics, mode=str(cfg.eval.mode),
                     max_new_tokens=int(cfg.eval.max_new_tokens), run_dir=run_dir, prefix=prefix,
                     registry=registry, baseline=baseline,
-                    progress=lambda label, total: ui.progress_bar(con, label, total))
+                    progress=lambda label, total: ui.progress_bar(con, label, total),
+                    response_format=response_format(cfg.eval, task, predictor),
+                    json_whitespace=str(cfg.eval.json_whitespace))
 
 
 def _load_golden(cfg: DictConfig, registry: Registry, pm: Any, manifest: dict[str, Any], con: Any) -> list[Example]:

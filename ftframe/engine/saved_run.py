@@ -230,8 +230,9 @@ def saved_task(run_dir: Path, config: DictConfig) -> TaskInfo:
     """The run's task; its labels are those the run recorded in ``metrics.json`` (a classification task
     without ``task.labels`` takes them from its data), else ``task.labels``."""
     recorded = (read_metrics(run_dir).get("data") or {}).get("labels")
-    labels = recorded or (list(config.task.labels) if config.task.get("labels") else None)
-    return TaskInfo(name=str(config.task.name), type=str(config.task.type), labels=labels)
+    from ftframe.engine.evaluate import task_info
+
+    return task_info(config, labels=recorded or None)
 
 
 def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[Any, Any]:

@@ -152,54 +152,55 @@ class JsonValid(Metric):
 @dataclass
 class JsonSchemaConfig(JsonOptions):
     schema: Any = None
-    """The JSON schema, inline (a mapping in YAML); exclusive with ``schema_path``."""
+    """The JSON schema, inline (a mapping in YAML); exclusive with ``schema_path``. Neither: the task's
+    ``task.output_schema``."""
     schema_path: str | None = None
     """A JSON file holding the schema."""
 
 
 class JsonSchema(Metric):
-    """Share of answers that are JSON and conform to the configured JSON schema (``jsonschema``)."""
+    """Share of answers that are JSON and conform to the JSON schema (``jsonschema``): the metric's own
+    ``schema``/``schema_path``, else the task's ``task.output_schema``."""
 
     name = "json_schema"
     Config = JsonSchemaConfig
 
     def __init__(self, config: Any = None):
         super().__init__(config)
-        from jsonschema import validators
-        from jsonschema.exceptions import SchemaError
-
         c = self.config
-        if (c.schema is None) == (c.schema_path is None):
+        if c.schema is not None and c.schema_path is not None:
             raise ConfigError("metrics.json_schema: give the schema inline (metrics.json_schema.schema) or as a "
-                              "file (metrics.json_schema.schema_path), exactly one of them.")
+                              "file (metrics.json_schema.schema_path), not both.")
+        self.validator = None
         if c.schema_path is not None:
             path = Path(c.schema_path)
             try:
                 schema = json.loads(path.read_text(encoding="utf-8"))
             except FileNotFoundError:
                 raise ConfigError(f"metrics.json_schema.schema_path: file not found: {path}.") from None
+            except OSError as exc:
+                raise ConfigError(f"metrics.json_schema.schema_path: cannot read {path}: {exc.strerror}.") from None
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"metrics.json_schema.schema_path: {path}:{exc.lineno}: not valid JSON "
                                   f"({exc.msg}).") from None
-        else:
-            schema = c.schema
-        cls = validators.validator_for(schema) if isinstance(schema, dict) else None
-        try:
-            if cls is None:
-                raise SchemaError("a schema must be a JSON object")
-            cls.check_schema(schema)
-        except SchemaError as exc:
-            raise ConfigError(f"metrics.json_schema: the schema is not a valid JSON schema: {exc.message}.") from None
-        self.validator = cls(schema)
+            self.validator = _validator(schema, "metrics.json_schema.schema_path")
+        elif c.schema is not None:
+            self.validator = _validator(c.schema, "metrics.json_schema.schema")
 
     def compute(self, predictions: Sequence[Prediction], task: TaskInfo) -> MetricResult:
+        validator = self.validator
+        if validator is None:
+            if task.output_schema is None:
+                raise ConfigError("metrics.json_schema: no schema to check answers against: set task.output_schema "
+                                  "(or metrics.json_schema.schema / schema_path).")
+            validator = _validator(task.output_schema, "task.output_schema")
         ok, failures = 0, []
         for p in predictions:
             value = parse_json(p.predicted, strip_code_fences=self.config.strip_code_fences)
             if value is _NOT_JSON:
                 errors = ["not JSON"]
             else:
-                errors = [f"{e.json_path}: {e.message}" for e in self.validator.iter_errors(value)]
+                errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(value)]
             if errors:
                 if len(failures) < 20:
                     failures.append({"source": p.source, "predicted": p.predicted, "errors": errors[:5]})
@@ -208,3 +209,14 @@ class JsonSchema(Metric):
         n = len(predictions)
         return MetricResult({"json_schema": ok / n if n else 0.0},
                             {"n": n, "conforming": ok, "failure_examples": failures})
+
+
+def _validator(schema: Any, where: str) -> Any:
+    """A ``jsonschema`` validator for ``schema``; a :class:`ConfigError` naming ``where`` when it is not a
+    valid JSON schema."""
+    from jsonschema import validators
+
+    from ftframe.engine.constrain import check_schema
+
+    check_schema(schema, where)
+    return validators.validator_for(dict(schema))(dict(schema))

@@ -103,11 +103,17 @@ def test_json_schema_inline_and_from_file(metric, tmp_path):
     path = tmp_path / "schema.json"
     path.write_text(json.dumps(SCHEMA))
     assert metric("json_schema", schema_path=str(path)).compute(p, TASK).values == res.values
+    from_task = metric("json_schema").compute(p, TaskInfo("t", "generation", output_schema=SCHEMA))
+    assert from_task.values == res.values  # no schema of its own: the task's output schema
 
 
 def test_json_schema_config_errors(metric, tmp_path):
-    with pytest.raises(ConfigError, match="exactly one"):
-        metric("json_schema")
+    with pytest.raises(ConfigError, match="not both"):
+        metric("json_schema", schema=SCHEMA, schema_path="x.json")
+    with pytest.raises(ConfigError, match="set task.output_schema"):
+        metric("json_schema").compute(preds([("", "{}")]), TASK)
+    with pytest.raises(ConfigError, match="task.output_schema: not a valid JSON schema"):
+        metric("json_schema").compute(preds([("", "{}")]), TaskInfo("t", "generation", output_schema={"type": 12}))
     with pytest.raises(ConfigError, match="not a valid JSON schema"):
         metric("json_schema", schema={"type": 12})
     bad = tmp_path / "s.json"

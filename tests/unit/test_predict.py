@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ftframe.engine import decoding as decoding_module
 from ftframe.engine import predict as predict_module
 from ftframe.engine.chat import encode, prompt_ids
-from ftframe.engine.predict import CandidateTree, LocalPredictor, shared_prefix_len
+from ftframe.engine.decoding import Row, decode_all, shared_prefix_len
+from ftframe.engine.predict import CandidateTree, LocalPredictor
 
 PROMPTS = [
     [{"role": "user", "content": "invoice"}],
@@ -127,7 +129,7 @@ def test_batched_generation_equals_one_at_a_time(model, tiny_tokenizer):
 def test_a_shared_prompt_prefix_runs_once_and_changes_no_answer(model, tiny_tokenizer, monkeypatch):
     predictor = LocalPredictor(model, tiny_tokenizer, batch_size=5)
     rows = predictor._encode_prompts(SAME_SYSTEM)
-    assert shared_prefix_len(rows) >= predict_module.MIN_SHARED_PREFIX  # the chat template's opening
+    assert shared_prefix_len(rows) >= decoding_module.MIN_SHARED_PREFIX  # the chat template's opening
     shapes, heads = [], []
     hook = model.get_decoder().register_forward_pre_hook(
         lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
@@ -142,7 +144,7 @@ def test_a_shared_prompt_prefix_runs_once_and_changes_no_answer(model, tiny_toke
         assert logits.shape[0] == len(rows)
         shared_answers = predictor.generate(SAME_SYSTEM, max_new_tokens=6)
         shared_scores = predictor.score(SAME_SYSTEM, SHARED_CANDIDATES)
-        monkeypatch.setattr(predict_module, "MIN_SHARED_PREFIX", 10**6)
+        monkeypatch.setattr(decoding_module, "MIN_SHARED_PREFIX", 10**6)
         shapes.clear()
         with torch.no_grad():
             predictor._prompt_pass(rows)
@@ -198,19 +200,19 @@ def hf_greedy(model, tokenizer, prompt, max_new_tokens: int, eos: int) -> list[i
 
 @pytest.mark.parametrize("prompts", [PROMPTS, SAME_SYSTEM], ids=["mixed", "same-system"])
 @pytest.mark.parametrize("batch_size", [1, 5])
-def test_greedy_answers_equal_transformers_generate(model, tiny_tokenizer, batch_size, prompts):
+def test_greedy_answers_equal_transformers_generate(model, tiny_tokenizer, batch_size, prompts, monkeypatch):
     """The reference is transformers' ``generate`` on each unpadded prompt. The end token is one the model
     produces, so rows end at different steps and leave the batch while others go on."""
     free = [hf_greedy(model, tiny_tokenizer, p, 8, tiny_tokenizer.eos_token_id) for p in prompts]
     eos = free[0][2]
     tokenizer = EndsAt(tiny_tokenizer, eos)
+    monkeypatch.setattr(model.generation_config, "eos_token_id", eos)
     want = [hf_greedy(model, tiny_tokenizer, p, 8, eos) for p in prompts]
     assert len({len(w) for w in want}) > 1 and min(len(w) for w in want) < 8  # rows end apart
     predictor = LocalPredictor(model, tokenizer, batch_size=batch_size)
-    with torch.no_grad():
-        got = [a for batch in (predictor._encode_prompts(prompts[i:i + batch_size])
-                               for i in range(0, len(prompts), batch_size)) for a in predictor._greedy(batch, 8)]
-    assert got == want
+    rows = [Row(ids, 8) for ids in predictor._encode_prompts(prompts)]
+    decode_all(predictor.decoder(), rows, batch_size=batch_size)
+    assert [r.tokens for r in rows] == want
     texts = predictor.generate(prompts, max_new_tokens=8)
     assert texts == [tiny_tokenizer.decode(w, skip_special_tokens=True).strip() for w in want]
     assert predictor.generate(prompts[:2], max_new_tokens=0) == ["", ""]

@@ -1,0 +1,155 @@
+"""BatchDecoder: rows joining a running batch, leaving it, sampling, and schema-constrained decoding (llguidance)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ftframe.engine.constrain import ResponseFormatError, compile_response_format, response_format_for_schema
+from ftframe.engine.decoding import Row, Sampling, decode_all
+from ftframe.engine.predict import LocalPredictor
+
+PROMPTS = [
+    [{"role": "user", "content": "invoice"}],
+    [{"role": "system", "content": "Classify."}, {"role": "user", "content": "my app crash error 500 after the update"}],
+    [{"role": "user", "content": "Ich möchte mein Abo kündigen."}],
+    [{"role": "user", "content": "where is my parcel"}],
+    [{"role": "user", "content": "x"}],
+    [{"role": "system", "content": "Classify."}, {"role": "user", "content": "please delete my data"}],
+]
+SCHEMA = {"type": "object", "required": ["intent", "language"], "additionalProperties": False,
+          "properties": {"intent": {"enum": ["refund", "delivery_status", "login_problem"]},
+                         "language": {"enum": ["de", "en"]},
+                         "order_id": {"type": "string", "pattern": "^[A-Z]-[0-9]{3}$"}}}
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+
+@pytest.fixture(scope="module")
+def predictor(model, tiny_tokenizer):
+    return LocalPredictor(model, tiny_tokenizer, batch_size=4, precision="fp32")
+
+
+def alone(predictor, ids, n, **row):
+    r = Row(ids, n, **row)
+    decode_all(predictor.decoder(), [r], batch_size=1)
+    return r
+
+
+def test_rows_joining_a_running_batch_get_the_tokens_they_get_alone(predictor):
+    encoded = predictor._encode_prompts(PROMPTS)
+    want = [alone(predictor, ids, 12).tokens for ids in encoded]
+    decoder = predictor.decoder()
+    rows = [Row(ids, 12, key=i) for i, ids in enumerate(encoded)]
+    decoder.add(rows[:2])
+    for _ in range(3):
+        decoder.step()
+    decoder.add(rows[2:4])  # join mid-flight: other lengths, the cache is realigned
+    for _ in range(2):
+        decoder.step()
+    decoder.add(rows[4:])
+    assert len(decoder) == 6
+    while len(decoder):
+        decoder.step()
+    assert [r.tokens for r in rows] == want
+    assert all(r.finish in ("stop", "length") for r in rows)
+    assert decoder.cache is None and decoder.mask is None  # nothing held once every row left
+
+
+def test_a_cancelled_row_leaves_and_the_others_are_unchanged(predictor):
+    encoded = predictor._encode_prompts(PROMPTS[:3])
+    want = [alone(predictor, ids, 10).tokens for ids in encoded]
+    decoder = predictor.decoder()
+    rows = [Row(ids, 10, key=i) for i, ids in enumerate(encoded)]
+    decoder.add(rows)
+    decoder.step()
+    gone = decoder.cancel({1})
+    assert gone == [rows[1]] and rows[1].finish == "cancelled" and len(rows[1].tokens) == 1
+    while len(decoder):
+        decoder.step()
+    assert rows[0].tokens == want[0] and rows[2].tokens == want[2]
+
+
+def test_refilling_batches_give_one_by_one_answers(predictor, model, tiny_tokenizer):
+    one = LocalPredictor(model, tiny_tokenizer, batch_size=1).generate(PROMPTS, max_new_tokens=9)
+    assert predictor.generate(PROMPTS, max_new_tokens=9) == one  # batch 4: rows refill as others end
+
+
+def test_sampling_is_reproducible_with_a_seed_whatever_the_batch(predictor):
+    ids = predictor._encode_prompts(PROMPTS[:1])[0]
+    first = alone(predictor, ids, 8, sampling=Sampling(1.0, 0.9, seed=7)).tokens
+    decoder = predictor.decoder()
+    rows = [Row(ids, 8, sampling=Sampling(1.0, 0.9, seed=7))] + [Row(i, 8) for i in predictor._encode_prompts(PROMPTS[1:])]
+    decode_all(decoder, rows, batch_size=6)
+    assert rows[0].tokens == first
+    other = alone(predictor, ids, 8, sampling=Sampling(1.0, 0.9, seed=8)).tokens
+    greedy = alone(predictor, ids, 8).tokens
+    assert other != first or greedy != first  # a sampled answer is not always the greedy one
+
+
+def test_the_tiny_model_writes_no_json_unconstrained_but_schema_valid_json_under_the_schema(predictor):
+    from jsonschema import validate
+
+    free = predictor.generate(PROMPTS, max_new_tokens=40)
+    assert not any(_is_json(a) for a in free)  # random weights: garbage, so the constraint is what fixes it
+    answers = predictor.generate(PROMPTS, max_new_tokens=80, response_format=response_format_for_schema(SCHEMA))
+    for answer in answers:
+        validate(json.loads(answer), SCHEMA)
+        assert answer.startswith('{"intent": "')  # the compact layout: json.dumps' separators
+    flexible = predictor.generate(PROMPTS[:2], max_new_tokens=80, response_format={"type": "json_object"},
+                                  json_whitespace="flexible")
+    assert all(isinstance(json.loads(a), dict) for a in flexible)
+
+
+def test_a_constrained_row_in_a_batch_leaves_the_free_rows_alone(predictor):
+    encoded = predictor._encode_prompts(PROMPTS[:3])
+    want = [alone(predictor, ids, 10).tokens for ids in encoded]
+    grammar = predictor.grammar({"type": "json_object"})
+    rows = [Row(encoded[0], 10), Row(encoded[1], 60, grammar=grammar), Row(encoded[2], 10)]
+    decode_all(predictor.decoder(), rows, batch_size=3)
+    assert rows[0].tokens == want[0] and rows[2].tokens == want[2]
+    assert rows[1].finish == "stop" and isinstance(json.loads(predictor.tokenizer.decode(rows[1].tokens)), dict)
+
+
+@pytest.mark.parametrize(("response_format", "param", "message"), [
+    ({"type": "xml"}, "response_format.type", "must be one of text, json_object, json_schema"),
+    ({"type": "json_schema"}, "response_format.json_schema", "must be an object"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 12}}},
+     "response_format.json_schema.schema", "not a valid JSON schema"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {}, "required": ["a"], "additionalProperties": False}}},
+     "response_format.json_schema.schema", "cannot be used for decoding"),
+    ("json", "response_format", "must be an object"),
+])
+def test_bad_response_formats_name_the_part(tiny_tokenizer, response_format, param, message):
+    with pytest.raises(ResponseFormatError, match=message) as info:
+        compile_response_format(response_format, tiny_tokenizer, len(tiny_tokenizer))
+    assert info.value.param == param
+
+
+def test_text_or_no_format_compiles_to_nothing(tiny_tokenizer):
+    assert compile_response_format(None, tiny_tokenizer, len(tiny_tokenizer)) is None
+    assert compile_response_format({"type": "text"}, tiny_tokenizer, len(tiny_tokenizer)) is None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_zero_new_tokens_and_an_empty_decoder(predictor):
+    decoder = predictor.decoder()
+    assert decoder.step() == []
+    done = decoder.add([Row([1, 2, 3], 0)])
+    assert done[0].finish == "length" and len(decoder) == 0
+    assert torch.is_grad_enabled()  # decoding under no_grad does not leak the mode
