@@ -271,12 +271,20 @@ class Plugin:
 class DataFormat(Plugin):
     """Reads a file or folder into canonical examples (``Config`` must have a ``path`` field)."""
 
+    path_kind: ClassVar[str] = "any"
+    """What ``path`` must name: ``file``, ``folder`` or ``any``. The host checks it (and that the path can be
+    read and is not empty) before ``load``, in ``ftframe validate``, ``ftframe data check`` and the run."""
+
     def load(self) -> LoadedData:
         raise NotImplementedError
 
 
 class ModelSource(Plugin):
     """Resolves a model reference to weights and a tokenizer."""
+
+    path_kind: ClassVar[str] = "any"
+    """For a source whose ``Config`` has a ``path``: what it must name (``file``, ``folder`` or ``any``); the
+    host checks it, and that it can be read, in ``ftframe validate`` and before a run."""
 
     def load(self, *, dtype: Any = None) -> LoadedModel:
         raise NotImplementedError
@@ -293,6 +301,26 @@ class Backend(Plugin):
     kind: ClassVar[str] = "adapter"
     """What ``train`` produces (``TrainedModel.kind``): ``adapter`` (weights on a frozen base), ``full``
     (all weights) or ``remote`` (a model id at a provider). Validation checks exporters against it."""
+    default_exporters: ClassVar[tuple[str, ...] | None] = None
+    """The exporters a run of this backend uses when neither the task nor the command line chooses any
+    (``full``: ``merged, model_card``; a provider: ``model_card``). ``None``: conf/config.yaml's default
+    (``adapter, model_card``)."""
+
+    @classmethod
+    def config_problems(cls, config: Any) -> list[str]:
+        """What in the whole run ``config`` this backend cannot do (e.g. ``eval.mode=score`` at a provider,
+        whose chat endpoint returns no likelihoods): one message per problem, naming the key to change and
+        the backend's equivalent if it has one. Default: none. Called by ``ftframe validate`` and before a run
+        starts, with the composed (unresolved) ``DictConfig``: read keys with ``.get()``. Portable ``train``
+        values and the backend's own options are checked by the host (its ``Config``'s ``portable``,
+        ``no_equivalent`` and ``__post_init__``)."""
+        return []
+
+    def example_problems(self, examples: Sequence[Example]) -> list[str]:
+        """What in the training ``examples`` this backend cannot train on (e.g. DPO without preference
+        pairs): one message per problem. Default: none. The first-party local and provider backends check
+        it before any model or request (in ``baseline`` and ``train``)."""
+        return []
 
     def baseline(self, job: Any) -> Predictor:
         """A predictor for the untuned model, for the baseline evaluation."""

@@ -14,24 +14,39 @@ EXIT_PROBLEMS = 1
 
 
 def _compose(path: str, overrides: list[str]) -> tuple[Any, Any, Any]:
-    """``(cfg, registry, pm)`` for ``path`` read as in a run (``data=auto`` unless a format is named);
-    bad rows are collected, not raised, so every problem is reported."""
+    """``(cfg, registry, pm)`` for ``path`` read as in a run (``data=auto`` unless a format is named); bad rows
+    are collected, not raised, so every problem is reported. Options of one format given without naming it
+    (``data.split=test``, as a format's hint says) read the file with the detected format. Every input path is
+    checked first, with the messages of ``ftframe validate`` and the run."""
+    from dataclasses import fields
+
     from ftframe.config.compose import compose
+    from ftframe.engine.data_source import AutoDataConfig, detect
     from ftframe.plugins import Registry, get_plugin_manager
+    from ftframe.preflight.input_paths import config_input_problems
 
     pm = get_plugin_manager()
     registry = Registry(pm)
-    named = any(o.split("=", 1)[0].lstrip("+~") == "data" for o in overrides)
-    cfg = compose([*([] if named else ["data=auto"]), *overrides, f"data.path={path}", "data.on_error=skip"],
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    named = "data" in keys
+    auto_keys = {f.name for f in fields(AutoDataConfig)}
+    fmt = "data=auto"
+    if not named and any(k.startswith("data.") and k.split(".")[1] not in auto_keys for k in keys):
+        fmt = f"data={detect(pm, path)}"
+    cfg = compose([*([] if named else [fmt]), *overrides, f"data.path={path}", "data.on_error=skip"],
                   registry=registry)
+    problems = config_input_problems(cfg, registry)
+    if problems:
+        raise DataError("\n".join(problems) if len(problems) == 1 else
+                        "\n".join(["several inputs cannot be read:", *(f"  - {p}" for p in problems)]))
     return cfg, registry, pm
 
 
 def _load(cfg: Any, registry: Any, pm: Any) -> tuple[Any, str]:
-    from ftframe.engine.data_source import data_format
+    from ftframe.engine.data_source import load_data
 
-    fmt, detected = data_format(cfg.data, registry, pm)
-    return fmt.load(), detected or str(cfg.data.name)
+    loaded, detected = load_data(cfg.data, registry, pm)
+    return loaded, detected or str(cfg.data.name)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ Exit status: 0 passed, 1 below a gate threshold, 2 unusable input.
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def expand_overrides(overrides: list[str], data_formats: list[str]) -> list[str]
     out = []
     for o in overrides:
         key, sep, value = o.partition("=")
-        if sep and key == "data" and value not in data_formats and value != "auto" and Path(value).exists():
+        if sep and key == "data" and value not in data_formats and value != "auto" and os.path.exists(value):
             out += ["data=auto", f"data.path={value}"]
         else:
             out.append(o)
@@ -53,11 +54,10 @@ def split_overrides(overrides: list[str]) -> tuple[set[str], list[str]]:
 
 
 def _load_examples(cfg: DictConfig, registry: Any, pm: Any) -> tuple[list[Any], list[Path]]:
-    from ftframe.engine.data_source import data_format
+    from ftframe.engine.data_source import load_data
     from ftframe.errors import DataError
 
-    fmt, _ = data_format(cfg.data, registry, pm)
-    loaded = fmt.load()
+    loaded, _ = load_data(cfg.data, registry, pm)
     if loaded.rejected:
         print(f"warning: {len(loaded.rejected)} rows of {cfg.data.path} rejected (first: {loaded.rejected[0].source}: "
               f"{loaded.rejected[0].reason})")
@@ -78,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
     target = args.target
     out = Path(args.out or f"outputs/eval/{datetime.now():%Y-%m-%d_%H-%M-%S}")
     limit = args.limit
+    if target not in registry.names("model_source"):
+        _refuse_unreadable(target)
     run_dirs, overrides = _run_dirs_first(target, overrides)
     if run_dirs:
         return _eval_run_dir(run_dirs, overrides, out, limit, registry, pm)
     if target in registry.names("model_source"):
         model = [f"model={target}"]
-    elif (Path(target) / "config.json").is_file():
+    elif os.path.isfile(Path(target) / "config.json"):
         model = ["model=hf_local", f"model.path={target}"]
     else:
         raise ConfigError(f"{target}: not a run dir (no manifest.json), a model source "
@@ -109,7 +111,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_run_dir(path: str) -> bool:
-    return (Path(path) / "manifest.json").is_file()
+    return os.path.isfile(Path(path) / "manifest.json")
+
+
+def _refuse_unreadable(target: str) -> None:
+    """A run dir or model folder this process may not read is refused as every input path is (not taken for
+    a missing run dir); a path that does not exist is left to the messages below."""
+    from ftframe.engine.saved_run import RunDirError
+    from ftframe.preflight.input_paths import input_problem
+
+    try:
+        os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError:
+        pass
+    problem = input_problem(target, "RUN_DIR_OR_MODEL", "folder", deep=False)
+    if problem:
+        raise RunDirError(problem)
 
 
 def _run_dirs_first(target: str, args: list[str]) -> tuple[list[Path], list[str]]:
@@ -121,12 +140,13 @@ def _run_dirs_first(target: str, args: list[str]) -> tuple[list[Path], list[str]
     for a in args:
         if "=" in a:
             overrides.append(a)
-        elif _is_run_dir(a):
-            run_dirs.append(Path(a))
-        else:
+            continue
+        _refuse_unreadable(a)
+        if not _is_run_dir(a):
             raise ConfigError(f"{a}: neither a finished run dir (no manifest.json there) nor an override "
                               f"(KEY=VALUE). Pass run dirs to evaluate them as an ensemble, and overrides "
                               f"such as data=FILE.")
+        run_dirs.append(Path(a))
     return run_dirs, overrides
 
 

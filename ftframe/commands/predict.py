@@ -14,23 +14,33 @@ from typing import Any
 
 from ftframe.api import Example
 from ftframe.errors import DataError
+from ftframe.preflight.format_checks import json_problem
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def read_inputs(path: Path) -> list[Example]:
     """Chat examples from ``path``; a :class:`DataError` naming ``file:line`` for the first bad row."""
-    if not path.is_file():
-        raise DataError(f"--input {path}: no such file.")
+    from ftframe.preflight.input_paths import input_problem, os_error_message
+
+    problem = input_problem(path, "--input", "file", records=True)
+    if problem:
+        raise DataError(problem)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(os_error_message(exc, "--input", path)) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid utf-8 text (byte {exc.start}); re-save the file as UTF-8.") from None
     examples = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{n}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno}).") from exc
+            raise DataError(f"{where}: malformed JSON ({json_problem(exc)}).") from exc
         messages = record.get("messages") if isinstance(record, dict) else None
         if not isinstance(messages, list) or not messages:
             raise DataError(f"{where}: expected an object with a non-empty 'messages' list.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -10,9 +9,10 @@ from omegaconf import DictConfig
 from ftframe.config.errors import did_you_mean
 from ftframe.config.plugin_options import MULTI_CHOICE, SINGLE_CHOICE
 from ftframe.config.schema import EVAL_PRECISIONS
-from ftframe.engine.data_source import AUTO, detect
+from ftframe.engine.data_source import AUTO
 from ftframe.engine.evaluate import MODES
 from ftframe.errors import ConfigError, FtframeError
+from ftframe.preflight.input_paths import config_input_problems
 from ftframe.transforms.checks import problems as transform_problems
 
 TASK_TYPES = ("classification", "generation")
@@ -28,22 +28,13 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
                        f"(available: {', '.join(registry.names(kind)) or 'none'}).")
             continue
         if group == "data" and node.name == AUTO:
-            if node.get("path") and Path(str(node.path)).exists():
-                try:
-                    detect(registry.pm, str(node.path))
-                except FtframeError as exc:
-                    out.append(f"data=auto: {exc}")
-            continue
+            continue  # detected and checked with the other input paths below
         _check_plugin(out, registry, kind, str(node.name), node, group)
     for kind, group in MULTI_CHOICE.items():
         for name, opts in (cfg.get(group) or {}).items():
             _check_plugin(out, registry, kind, str(name), opts, f"{group}.{name}")
-    data_path = (cfg.get("data") or {}).get("path")
-    if data_path and not Path(str(data_path)).exists():
-        out.append(f"data.path: file not found: {data_path} (relative paths are taken from {Path.cwd()}).")
+    out += config_input_problems(cfg, registry)  # data, split files, golden set, model folder: as the run reads them
     golden = cfg.eval.get("golden")
-    if golden and not Path(str(golden)).exists():
-        out.append(f"eval.golden: file not found: {golden} (relative paths are taken from {Path.cwd()}).")
     test_file = (cfg.split.get("files") or {}).get("test")
     if cfg.split.test == 0 and not golden and not test_file:
         out.append("split.test is 0 but there is no test file and no golden set: set split.files.test=FILE "

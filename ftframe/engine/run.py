@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftframe import console as ui
 from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
 from ftframe.config.validate import validate
-from ftframe.engine.data_source import data_format
+from ftframe.engine.data_source import load_data
 from ftframe.engine.evaluate import evaluate, response_format, task_info
 from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
@@ -141,8 +141,7 @@ def _train_worker(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any) -
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed), workers=True, verbose=False)
-    fmt, _ = data_format(cfg.data, registry, pm)
-    loaded = fmt.load()
+    loaded, _ = load_data(cfg.data, registry, pm)
     splits, _ = prepare_data(cfg, loaded, file_loader(cfg.data, registry, pm))
     with tempfile.TemporaryDirectory(prefix="ftframe-rank-") as scratch:
         splits = preflight_stage(cfg, Path(scratch), Console(quiet=True), registry, loaded, splits, {}, {})
@@ -164,10 +163,9 @@ def _run_stages(cfg: DictConfig, run_dir: Path, registry: Registry, pm: Any, con
                 manifest: dict[str, Any], result: RunResult) -> tuple[TrainJob, dict[str, Any], list[Prediction]]:
     # ------------------------------------------------------------------ prepare
     ui.stage(con, "1/6 prepare data")
-    fmt, detected = data_format(cfg.data, registry, pm)
+    loaded, detected = load_data(cfg.data, registry, pm)
     if detected:
         con.print(f"data=auto: {cfg.data.path} detected as [bold]{detected}[/]")
-    loaded = fmt.load()
     splits, manifest["transforms"] = prepare_data(cfg, loaded, file_loader(cfg.data, registry, pm))
     manifest["inputs"] = file_hashes(loaded.files)
     if loaded.rejected:
@@ -276,8 +274,7 @@ def _evaluate(con: Any, cfg: DictConfig, predictor: Any, examples: list[Example]
 def _load_golden(cfg: DictConfig, registry: Registry, pm: Any, manifest: dict[str, Any], con: Any) -> list[Example]:
     """The golden set: ``eval.golden`` read with the run's data format (``data=auto``: detected)."""
     spec = OmegaConf.merge(cfg.data, {"path": str(cfg.eval.golden)})
-    fmt, _ = data_format(spec, registry, pm)
-    loaded = fmt.load()
+    loaded, _ = load_data(spec, registry, pm, "eval.golden")  # type: ignore[arg-type]
     manifest.setdefault("inputs", {}).update(file_hashes(loaded.files))
     if loaded.rejected:
         raise DataError(f"eval.golden: {len(loaded.rejected)} rows of {cfg.eval.golden} were rejected (first: "

@@ -16,6 +16,7 @@ and what to do.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftframe.api import Example, Prediction, TaskInfo
 from ftframe.errors import FtframeError
+from ftframe.preflight.input_paths import input_problem, os_error_message
 
+RUN_DIR = "RUN_DIR"
+"""How messages about a run dir name the argument that gave it."""
 WEIGHT_KINDS = ("adapter", "merged")
 """Exports that hold the tuned weights, in the order ``load_saved_run`` prefers them."""
 
@@ -95,9 +99,17 @@ class SavedRun:
         self.model = None
 
 
+def _read_text(path: Path) -> str:
+    """A file of the run dir as text; an unreadable one is a :class:`RunDirError` saying why."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunDirError(os_error_message(exc, RUN_DIR, path)) from None
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(_read_text(path).splitlines(), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -109,14 +121,20 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_run_dir(run_dir: str | Path) -> tuple[Path, DictConfig, dict[str, Any]]:
     """``(run_dir, config, manifest)`` of a run that finished successfully, without loading weights."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not _exists(run_dir) or os.path.isfile(run_dir):
         raise RunDirError(f"{run_dir} is not a directory; pass the run dir a job wrote (e.g. outputs/TASK/DATE).")
-    missing = [n for n in ("config.yaml", "manifest.json") if not (run_dir / n).is_file()]
+    unreadable = input_problem(run_dir, RUN_DIR, "folder", deep=False)
+    if unreadable:
+        raise RunDirError(unreadable)
+    missing = [n for n in ("config.yaml", "manifest.json") if not _exists(run_dir / n)]
+    for name in ("config.yaml", "manifest.json"):
+        if name not in missing and (unreadable := input_problem(run_dir / name, RUN_DIR, "file", records=True)):
+            raise RunDirError(unreadable)
     if missing:
         raise RunDirError(f"{run_dir} is not a complete ftframe run dir: {', '.join(missing)} missing. "
                           "Pass the folder a job wrote (it holds config.yaml and manifest.json).")
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(_read_text(run_dir / "manifest.json"))
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{run_dir / 'manifest.json'}: not valid JSON ({exc.msg}, line {exc.lineno}).") from exc
     status = manifest.get("status")
@@ -130,6 +148,18 @@ def read_run_dir(run_dir: str | Path) -> tuple[Path, DictConfig, dict[str, Any]]
     if not isinstance(config, DictConfig):
         raise RunDirError(f"{run_dir / 'config.yaml'} is not a mapping; the run dir is damaged.")
     return run_dir, with_schema_defaults(config), manifest
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a folder on the way that may not be searched counts as existing (its problem is
+    then reported by :func:`~ftframe.preflight.input_paths.input_problem`)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def with_schema_defaults(config: DictConfig) -> DictConfig:
@@ -191,6 +221,9 @@ def load_saved_run(run_dir: str | Path, *, prefer: str | None = None, pm: Any = 
                           f"{', '.join(manifest.get('exports') or {}) or 'none'}).{hint}")
     folder = found[kind]
     assert folder is not None
+    unreadable = input_problem(folder, RUN_DIR, "folder")
+    if unreadable:
+        raise RunDirError(unreadable)
     task = saved_task(run_dir, config)
     backend = None
     if kind == "adapter":
@@ -221,7 +254,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the run dir is damaged.") from exc
 

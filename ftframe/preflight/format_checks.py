@@ -36,6 +36,13 @@ ERROR_TYPES = {
 """Every error type a record can have, with what it means (shown in the preflight report)."""
 
 
+def json_problem(exc: Any) -> str:
+    """Where and why JSON did not parse, e.g. ``Expecting value at column 14`` or ``Unterminated string
+    starting at column 3`` (several of the json module's messages already end in "at")."""
+    msg = str(exc.msg)
+    return f"{msg} column {exc.colno}" if msg.endswith(" at") else f"{msg} at column {exc.colno}"
+
+
 @dataclass(frozen=True)
 class FormatError:
     type: str

@@ -61,6 +61,8 @@ def print_report(con: Console, report: dict[str, Any]) -> None:
     est = report.get("estimate")
     if est:
         line = f"estimate: {est['train_tokens_per_epoch']} training tokens per epoch"
+        if "train_tokens_before_too_long" in est:
+            line += f" ({est['train_tokens_before_too_long']} before transforms.too_long={est['too_long']})"
         if est.get("epochs"):
             line += f" x {est['epochs']} epoch(s)"
         local = est.get("local")

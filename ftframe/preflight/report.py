@@ -36,6 +36,15 @@ def _too_long_action(policy: str, max_length: int, n: int, lost: int) -> str:
             f"transforms.too_long=drop or chunk, or raise backend.max_length")
 
 
+def tokens_trained_on(total: int, max_length: int | None, policy: str) -> int:
+    """How many of an example's ``total`` tokens a training step processes under ``transforms.too_long``:
+    ``truncate`` cuts at ``max_length``, ``drop`` leaves the example out, ``chunk`` keeps every token (the
+    context repeated in later windows is not counted)."""
+    if not max_length or total <= max_length or policy == "chunk":
+        return total
+    return 0 if policy == "drop" else max_length
+
+
 def token_section(counts: dict[str, list[TokenCount]], max_length: int | None, policy: str) -> dict[str, Any]:
     every = [c for rows in counts.values() for c in rows]
     section: dict[str, Any] = {
@@ -43,7 +52,8 @@ def token_section(counts: dict[str, list[TokenCount]], max_length: int | None, p
         "trained": distribution([c.trained for c in every]),
         "per_split": {name: {"examples": len(rows), "total_tokens": sum(c.total for c in rows),
                              "trained_tokens": sum(c.trained for c in rows),
-                             "tokens_within_max_length": sum(min(c.total, max_length or c.total) for c in rows)}
+                             "tokens_within_max_length": sum(min(c.total, max_length or c.total) for c in rows),
+                             "tokens_trained_on": sum(tokens_trained_on(c.total, max_length, policy) for c in rows)}
                       for name, rows in counts.items()},
         "max_length": max_length,
         "lengths": {"total": [c.total for c in every], "trained": [c.trained for c in every]},
@@ -136,15 +146,20 @@ def problems(report: dict[str, Any], leak_level: str) -> list[dict[str, str]]:
 
 def estimate(report: dict[str, Any], *, epochs: int | None, throughput: dict[str, Any] | None,
              cost: dict[str, Any] | None) -> dict[str, Any]:
-    """Time (and provider cost) of training on the train split: tokens per epoch x epochs / tokens per second."""
+    """Time (and provider cost) of training on the train split: tokens per epoch (as training sees them, after
+    ``transforms.too_long``) x epochs / tokens per second."""
     tok = report["tokens"]
     train = tok["per_split"].get("train", {"total_tokens": 0, "examples": 0})
-    out: dict[str, Any] = {"epochs": epochs, "train_tokens_per_epoch": train["total_tokens"],
+    per_epoch = train.get("tokens_trained_on", train["total_tokens"])  # after truncate/drop, as training sees them
+    out: dict[str, Any] = {"epochs": epochs, "train_tokens_per_epoch": per_epoch,
                            "train_examples": train["examples"]}
+    if per_epoch != train["total_tokens"]:
+        out["train_tokens_before_too_long"] = train["total_tokens"]
+        out["too_long"] = tok.get("too_long")
     if throughput:
         out["local"] = dict(throughput)
         if epochs:
-            seconds = epochs * train["total_tokens"] / max(throughput["tokens_per_second"], 1e-9)
+            seconds = epochs * per_epoch / max(throughput["tokens_per_second"], 1e-9)
             out["local"]["seconds"] = round(seconds, 1)
     if cost is not None:
         out["provider"] = cost

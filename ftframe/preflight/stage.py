@@ -15,27 +15,28 @@ from ftframe.io import write_json, write_jsonl
 from ftframe.preflight import throughput
 from ftframe.preflight.render import print_report, write_histogram
 from ftframe.preflight.report import build_report, estimate
-from ftframe.transforms.examples import dedup, redact_examples
+from ftframe.transforms.examples import dedup, redact_examples, sample
 from ftframe.transforms.long_examples import handle_too_long
 from ftframe.transforms.split_files import make_splits
 
 REPORT, HISTOGRAM = "preflight.json", "preflight_tokens.png"
 
 
-def file_loader(cfg_data: DictConfig, registry: Any, pm: Any) -> Callable[[str], LoadedData]:
-    """Reads another file with the data format and options of ``data`` (for ``split.files``)."""
-    from ftframe.engine.data_source import data_format
+def file_loader(cfg_data: DictConfig, registry: Any, pm: Any) -> Callable[[str, str], LoadedData]:
+    """``load(path, key)`` reads another file with the data format and options of ``data`` (for
+    ``split.files``); its path problems name ``key``."""
+    from ftframe.engine.data_source import load_data
 
-    def load(path: str) -> LoadedData:
+    def load(path: str, key: str = "data.path") -> LoadedData:
         node = OmegaConf.merge(cfg_data, {"path": str(path)})
-        return data_format(node, registry, pm)[0].load()
+        return load_data(node, registry, pm, key)[0]  # type: ignore[arg-type]
 
     return load
 
 
 def prepare_data(cfg: DictConfig, loaded: LoadedData, load_file: Callable[[str], LoadedData]
                  ) -> tuple[dict[str, list[Example]], dict[str, Any]]:
-    """Dedup (``data.path``), split (by shares and ``split.files``), then redact PII in every split.
+    """Dedup and sample (``data.path``), split (by shares and ``split.files``), then redact PII in every split.
     Removed rows and the split files' rejects are appended to ``loaded.rejected``, files read to
     ``loaded.files``; returns the splits and what was done (for the manifest)."""
     t, info = cfg.transforms, {}
@@ -45,6 +46,9 @@ def prepare_data(cfg: DictConfig, loaded: LoadedData, load_file: Callable[[str],
         loaded.rejected += dropped
         info["dedup"] = {"removed": len(dropped)}
     seed = int(cfg.split.seed if cfg.split.seed is not None else cfg.seed)
+    if t.get("sample") is not None:
+        info["sample"] = {"kept": min(int(t.sample), len(examples)), "of": len(examples), "seed": seed}
+        examples = sample(examples, int(t.sample), seed)
     files = OmegaConf.to_container(cfg.split.files) if cfg.split.get("files") else {}
     splits, rejected, read, info["split"] = make_splits(
         examples, shares={"train": cfg.split.train, "val": cfg.split.val, "test": cfg.split.test},

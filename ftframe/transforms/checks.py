@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ftframe.config.errors import did_you_mean
@@ -23,8 +22,6 @@ def problems(cfg: Any) -> list[str]:
                            f"(one of {', '.join(KINDS)}, or all).")
         if t.chunk_overlap < 0:
             out.append(f"transforms.chunk_overlap must be 0 or more, got {t.chunk_overlap}.")
-    files = (cfg.get("split") or {}).get("files") or {}
-    for name, path in files.items():
-        if path and not Path(str(path)).exists():
-            out.append(f"split.files.{name}: file not found: {path} (relative paths are taken from {Path.cwd()}).")
-    return out
+        if t.get("sample") is not None and t.sample < 1:
+            out.append(f"transforms.sample must be at least 1 (or null: every example), got {t.sample}.")
+    return out  # split.files paths: ftframe.preflight.input_paths.config_input_problems

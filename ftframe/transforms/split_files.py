@@ -17,9 +17,10 @@ SPLITS = ("train", "val", "test")
 
 
 def make_splits(examples: Sequence[Example], *, shares: dict[str, float], files: dict[str, str | None], seed: int,
-                stratify: bool, load: Callable[[str], LoadedData]
+                stratify: bool, load: Callable[[str, str], LoadedData]
                 ) -> tuple[dict[str, list[Example]], list[Rejected], list[Path], dict[str, Any]]:
-    """``(splits, rejected rows of the split files, files read, info for the manifest)``."""
+    """``(splits, rejected rows of the split files, files read, info for the manifest)``. ``load(path, key)``
+    reads a split file; ``key`` (``split.files.test``) is the config key its errors name."""
     given = {name: path for name, path in files.items() if path}
     unknown = set(given) - set(SPLITS)
     if unknown:
@@ -42,7 +43,7 @@ def make_splits(examples: Sequence[Example], *, shares: dict[str, float], files:
     rejected: list[Rejected] = []
     read: list[Path] = []
     for name, path in given.items():
-        loaded = load(path)
+        loaded = load(path, f"split.files.{name}")
         splits[name] = list(loaded.examples)
         rejected += loaded.rejected
         read += loaded.files

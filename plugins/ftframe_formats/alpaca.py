@@ -83,6 +83,7 @@ class Alpaca(DataFormat):
     """Alpaca instruction data (instruction/input/output, optional system and history), JSON or JSONL."""
 
     name = "alpaca"
+    path_kind = "file"
     Config = AlpacaConfig
     description = __doc__ or ""
 

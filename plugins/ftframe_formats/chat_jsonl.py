@@ -41,6 +41,7 @@ class ChatJsonl(DataFormat):
     """OpenAI chat-format JSONL (system/user/assistant/tool roles, ``tools``, per-message ``weight``)."""
 
     name = "chat_jsonl"
+    path_kind = "file"
     Config = ChatJsonlConfig
     description = __doc__ or ""
 

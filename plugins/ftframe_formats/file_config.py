@@ -12,6 +12,7 @@ from omegaconf import MISSING
 from ftframe.api import Rejected
 from ftframe.config import one_of
 from ftframe.errors import ConfigError, DataError
+from ftframe.preflight.input_paths import input_problem, os_error_message
 
 
 @dataclass
@@ -54,11 +55,15 @@ def reject(config: FileConfig, where: str, why: str, raw: Any, rejected: list[Re
 
 
 def read_text(path: Path, encoding: str) -> str:
-    """The whole file as text (BOM removed); a clear :class:`DataError` when missing or not decodable."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found. Check data.path (relative paths start at {Path.cwd()}).")
+    """The whole file as text (BOM removed); a clear :class:`DataError` when missing, a folder, unreadable,
+    empty or not decodable (the host's input-path messages, see ``ftframe.preflight.input_paths``)."""
+    problem = input_problem(path, "data.path", "file", records=True)
+    if problem:
+        raise DataError(problem)
     try:
         return path.read_text(encoding=encoding).removeprefix("\ufeff")
+    except OSError as exc:
+        raise DataError(os_error_message(exc, "data.path", path)) from None
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid {encoding} text (byte {exc.start}: "

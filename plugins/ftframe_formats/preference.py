@@ -87,6 +87,7 @@ class OpenAIDpo(DataFormat):
     """OpenAI preference (DPO) JSONL: ``input.messages`` + ``preferred_output`` + ``non_preferred_output``."""
 
     name = "openai_dpo"
+    path_kind = "file"
     Config = OpenAIDpoConfig
     description = __doc__ or ""
 
@@ -144,6 +145,7 @@ class ShareGPTDpo(DataFormat):
     """ShareGPT preference pairs (LLaMA-Factory ``ranking: true``): ``conversations`` + ``chosen`` + ``rejected``."""
 
     name = "sharegpt_dpo"
+    path_kind = "file"
     Config = ShareGPTDpoConfig
     description = __doc__ or ""
 

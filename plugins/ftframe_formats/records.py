@@ -13,7 +13,7 @@ from typing import Any
 
 from ftframe.api import Example, LoadedData, Rejected
 from ftframe.errors import DataError
-from ftframe.preflight.format_checks import FormatError
+from ftframe.preflight.format_checks import FormatError, json_problem
 from ftframe_formats.file_config import read_text, reject
 
 Problem = str | FormatError | None
@@ -33,7 +33,7 @@ def read_records(path: Path, encoding: str, *, jsonl_only: bool = False) -> list
         try:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}). The file starts "
+            raise DataError(f"{path}:{exc.lineno}: malformed JSON ({json_problem(exc)}). The file starts "
                             f"with '[' so it is read as one JSON array of records; fix the JSON, or write one "
                             f"record per line (JSONL).") from None
         return [(f"{path}:record {n}", rec, None) for n, rec in enumerate(records, start=1)]
@@ -46,7 +46,7 @@ def read_records(path: Path, encoding: str, *, jsonl_only: bool = False) -> list
             out.append((f"{path}:{lineno}", json.loads(line), None))
         except json.JSONDecodeError as exc:
             hint = "; the file is one JSON array, use a JSON-array format or JSONL" if line.strip() == "[" else ""
-            why = f"malformed JSON ({exc.msg} at column {exc.colno}); expected {expected}{hint}"
+            why = f"malformed JSON ({json_problem(exc)}); expected {expected}{hint}"
             out.append((f"{path}:{lineno}", line, FormatError("malformed_json", why)))
     return out
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ftframe.api import DataFormat, Example, LoadedData, Message
 from ftframe.errors import ConfigError
+from ftframe.preflight.format_checks import json_problem
 from ftframe_formats.file_config import FileConfig, require_names
 from ftframe_formats.records import load_records
 
@@ -57,7 +58,7 @@ def parse_tools(raw: Any, key: str) -> tuple[list[dict[str, Any]] | None, str | 
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
-            return None, f"malformed '{key}' JSON ({exc.msg} at column {exc.colno})"
+            return None, f"malformed '{key}' JSON ({json_problem(exc)})"
     if isinstance(raw, dict):
         raw = [raw]
     if not isinstance(raw, list):
@@ -152,6 +153,7 @@ class ShareGPT(DataFormat):
     """ShareGPT conversations (human/gpt/system turns, function calls and observations, tools), JSON or JSONL."""
 
     name = "sharegpt"
+    path_kind = "file"
     Config = ShareGPTConfig
     description = __doc__ or ""
 

@@ -10,6 +10,7 @@ from omegaconf import MISSING
 
 from ftframe.api import LoadedModel, ModelSource
 from ftframe.errors import ConfigError
+from ftframe.preflight.input_paths import input_problem
 from ftframe_models.loading import load_hf_folder, load_hf_tokenizer
 
 
@@ -25,10 +26,14 @@ class HfLocal(ModelSource):
     """A local Hugging Face model folder."""
 
     name = "hf_local"
+    path_kind = "folder"
     Config = HfLocalConfig
 
     def folder(self) -> Path:
         path = Path(self.config.path)
+        problem = input_problem(path, "model.path", self.path_kind)
+        if problem:
+            raise ConfigError(problem)
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.path: {path} is not a Hugging Face model folder (no config.json).")
         return path

@@ -75,7 +75,7 @@ def test_golden_set_config_errors(tiny_model_dir, data, tmp_path):
     overrides = tiny_run_overrides(tiny_model_dir, data, **{"split.train": 0.75, "split.val": 0.25, "split.test": 0})
     with pytest.raises(ConfigError, match="split.test is 0 but there is no test file and no golden set"):
         run_tiny(tmp_path / "a", overrides)
-    with pytest.raises(ConfigError, match="eval.golden: file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.jsonl: file not found\. Check eval\.golden"):
         run_tiny(tmp_path / "b", [*overrides, f"eval.golden={tmp_path / 'nope.jsonl'}"])
 
 

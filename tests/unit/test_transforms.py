@@ -116,7 +116,7 @@ def test_split_files_banking77(tmp_path):
     head = tmp_path / "train.csv"
     head.write_text("\n".join(train_csv.read_text(encoding="utf-8").splitlines()[:81]) + "\n", encoding="utf-8")
 
-    def load(path: str):
+    def load(path: str, key: str = "data.path"):
         return CsvLabels(CsvLabelsConfig(path=path, label_column="category")).load()
 
     examples = load(str(head)).examples
