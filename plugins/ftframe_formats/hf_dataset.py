@@ -17,6 +17,7 @@ from ftframe.config import one_of
 from ftframe.config.errors import did_you_mean
 from ftframe.errors import DataError
 from ftframe.preflight.format_checks import record_errors
+from ftframe.preflight.input_paths import input_problem
 from ftframe_formats.alpaca import AlpacaConfig
 from ftframe_formats.alpaca import convert as alpaca_convert
 from ftframe_formats.file_config import reject
@@ -55,13 +56,16 @@ def is_saved_dataset(path: Path) -> bool:
     return path.is_dir() and any((path / m).is_file() for m in SAVED_DATASET_MARKERS)
 
 
-def read_rows(path: Path, split: str | None) -> tuple[list[str], Iterator[dict[str, Any]], str, list[Path]]:
-    """``(column names, rows, location prefix, files read)`` of a parquet file or saved dataset folder."""
-    if not path.exists():
-        raise DataError(f"{path}: not found. Check data.path (relative paths start at {Path.cwd()}).")
+def read_rows(path: Path, split: str | None, fmt: str = "hf_dataset"
+              ) -> tuple[list[str], Iterator[dict[str, Any]], str, list[Path]]:
+    """``(column names, rows, location prefix, files read)`` of a parquet file or saved dataset folder (``fmt``:
+    the format reading it, named in hints so that they work under ``data=auto`` too)."""
+    problem = input_problem(path, "data.path", "any", records=True)
+    if problem:
+        raise DataError(problem)
     if path.is_file():
         if path.suffix.lower() != ".parquet":
-            raise DataError(f"{path}: hf_dataset reads .parquet files or dataset folders; use another data=<format> "
+            raise DataError(f"{path}: {fmt} reads .parquet files or dataset folders here; use another data=<format> "
                             f"for this file.")
         import pyarrow.parquet as pq
 
@@ -81,7 +85,8 @@ def read_rows(path: Path, split: str | None) -> tuple[list[str], Iterator[dict[s
         names = list(ds)
         chosen = split or ("train" if "train" in ds else (names[0] if len(names) == 1 else None))
         if chosen not in ds:
-            raise DataError(f"{path}: choose a split with data.split (this DatasetDict has: {', '.join(names)})"
+            raise DataError(f"{path}: choose a split with data={fmt} data.split=NAME (this DatasetDict has: "
+                            f"{', '.join(names)})"
                             + (f"; no split {split!r}{did_you_mean(split, names)}" if split else "") + ".")
         ds, where = ds[chosen], f"{path}[{chosen}]"
     files = sorted(p for p in path.rglob("*") if p.is_file())
@@ -142,6 +147,7 @@ class HfDataset(DataFormat):
     """A saved Hugging Face dataset folder or a parquet file (column layout recognised or configured)."""
 
     name = "hf_dataset"
+    path_kind = "any"
     Config = HfDatasetConfig
     description = __doc__ or ""
 
@@ -160,8 +166,9 @@ class HfDataset(DataFormat):
         layout = c.layout if c.layout != "auto" else detect_layout(visible)
         if layout is None:
             raise DataError(f"{prefix}: cannot tell the column layout from the columns {sorted(names)}; set "
-                            f"data.layout (one of {', '.join(LAYOUTS[1:])}) and map columns with data.columns, "
-                            f"e.g. data.columns.messages=dialog.")
+                            f"data=hf_dataset data.layout=LAYOUT (one of {', '.join(LAYOUTS[1:])}) and map columns "
+                            f"with data.columns, e.g. data.columns.messages=dialog; or name a prompt and a response "
+                            f"column with data=fields data.prompt=COLUMN data.response=COLUMN.")
         convert = self._converter(layout, str(path))
         examples: list[Example] = []
         rejected: list[Rejected] = []
