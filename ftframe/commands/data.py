@@ -28,7 +28,7 @@ def _compose(path: str, overrides: list[str]) -> tuple[Any, Any, Any]:
     pm = get_plugin_manager()
     registry = Registry(pm)
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    named = "data" in keys
+    named = "data" in keys or _task_names_a_format(overrides, registry)
     auto_keys = {f.name for f in fields(AutoDataConfig)}
     fmt = "data=auto"
     if not named and any(k.startswith("data.") and k.split(".")[1] not in auto_keys for k in keys):
@@ -40,6 +40,18 @@ def _compose(path: str, overrides: list[str]) -> tuple[Any, Any, Any]:
         raise DataError("\n".join(problems) if len(problems) == 1 else
                         "\n".join(["several inputs cannot be read:", *(f"  - {p}" for p in problems)]))
     return cfg, registry, pm
+
+
+def _task_names_a_format(overrides: list[str], registry: Any) -> bool:
+    """Whether a ``+task=...`` among ``overrides`` chooses a data format of its own (its options, e.g.
+    ``data.template``, belong to that format, so the file is read with it rather than detected)."""
+    from ftframe.config.compose import compose
+
+    tasks = [o for o in overrides if o.lstrip("+~").startswith("task=")]
+    if not tasks:
+        return False
+    default = compose([], registry=registry).data.name
+    return compose(tasks, registry=registry).data.name != default
 
 
 def _load(cfg: Any, registry: Any, pm: Any) -> tuple[Any, str]:

@@ -66,6 +66,10 @@ class TransformsConfig:
 
     dedup: bool = False
     """Drop exact duplicate examples before splitting (later copies go to rejected.jsonl)."""
+    sample: int | None = None
+    """Keep only this many examples of ``data.path``, drawn with the split seed after ``dedup`` and before
+    splitting (e.g. a learning-curve point: ``transforms.sample=1024``); the manifest records how many of
+    how many. Split files (``split.files``) are not sampled."""
     redact_pii: list[str] = field(default_factory=list)
     """Replace PII with typed placeholders before splitting: any of ``email``, ``phone``, ``iban``,
     ``credit_card``, ``ip``, or ``[all]``; counts go to the manifest."""

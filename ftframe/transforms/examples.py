@@ -29,6 +29,17 @@ def dedup(examples: Sequence[Example]) -> tuple[list[Example], list[Rejected]]:
     return kept, dropped
 
 
+def sample(examples: Sequence[Example], n: int, seed: int) -> list[Example]:
+    """``n`` of ``examples`` drawn without replacement with ``seed``, in their file order (all of them when
+    there are no more than ``n``)."""
+    import random
+
+    if n >= len(examples):
+        return list(examples)
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
 def _redact_message(m: Message | None, kinds: tuple[str, ...], counts: Counter[str]) -> Message | None:
     if m is None:
         return None

@@ -157,3 +157,16 @@ def test_run_with_skip_dedup_and_drop_keeps_every_rejected_row(tmp_path, tiny_mo
     assert manifest["metrics"]["data"]["rejected"] == len(rejected)
     out = capsys.readouterr().out
     assert f"{len(rejected)} input rows rejected" in out
+
+
+def test_check_with_a_task_reads_the_file_with_the_tasks_format(tmp_path, tiny_model_dir):
+    """``+task=restaurant8k`` chooses data=fields and its options (template, response): ``data check FILE
+    +task=restaurant8k`` reads FILE with them instead of detecting a format that knows none of them."""
+    path = shared("restaurant8k", "restaurant8k_train_extraction.jsonl")
+    out = tmp_path / "pf"
+    code = main(["data", "check", "--out", str(out), "--no-measure", str(path), "+task=restaurant8k",
+                 *tiny(tiny_model_dir), "transforms.sample=200", "split.files.test=null"])
+    assert code == 0
+    report = json.loads((out / "preflight.json").read_text())
+    assert report["format"] == "fields" and report["rejected"] == 0
+    assert report["examples"] == 200 and report["transforms"]["sample"] == {"kept": 200, "of": 8198, "seed": 0}

@@ -10,7 +10,7 @@ from ftframe_formats.csv_labels import CsvLabels, CsvLabelsConfig
 from ftframe.api import Example
 from ftframe.engine.chat import encode
 from ftframe.errors import ConfigError
-from ftframe.transforms.examples import dedup, redact_examples
+from ftframe.transforms.examples import dedup, redact_examples, sample
 from ftframe.transforms.long_examples import chunk, handle_too_long, n_tokens
 from ftframe.transforms.pii import iban_ok, luhn_ok, redact
 from ftframe.transforms.split_files import make_splits
@@ -129,3 +129,17 @@ def test_split_files_banking77(tmp_path):
     with pytest.raises(ConfigError, match="data.path would go unused"):
         make_splits(examples, shares={"train": 0.7, "val": 0.1, "test": 0.2}, seed=0, stratify=False, load=load,
                     files={"train": str(head), "val": str(head), "test": str(test_csv)})
+
+
+def test_sample_draws_n_in_file_order_reproducibly_and_a_bad_size_is_refused():
+    from ftframe.testing import compose
+    from ftframe.transforms.checks import problems
+
+    examples = [Example([{"role": "user", "content": str(i)}], source=f"f:{i}") for i in range(50)]
+    first = sample(examples, 10, seed=3)
+    assert len(first) == 10 and first == sample(examples, 10, seed=3)
+    assert [ex.source for ex in first] == sorted((ex.source for ex in first), key=lambda s: int(s[2:]))
+    assert first != sample(examples, 10, seed=4)
+    assert sample(examples, 80, seed=0) == examples
+    bad = problems(compose(["transforms.sample=0"]))
+    assert any("transforms.sample must be at least 1" in p for p in bad)
