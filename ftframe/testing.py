@@ -120,3 +120,47 @@ def run_tiny(run_dir: str | Path, overrides: Sequence[str], *, plugins: Iterable
     pm = plugin_manager(*plugins)
     cfg = compose(overrides, pm=pm)
     return run(cfg, run_dir, pm=pm)
+
+
+def write_run_dir(path: str | Path, rows: Sequence[tuple[str, str, str]], *, task: str = "tiny",
+                  labels: Sequence[str] | None = None, metrics: Sequence[str] = ("macro_f1", "accuracy"),
+                  gate: dict[str, float] | None = None, system: str | None = "Classify.",
+                  tokenizer: str = "tiny-tokenizer", status: str = "succeeded") -> Path:
+    """A finished classification run dir built from ``(user text, gold, predicted)`` rows, without training:
+    ``config.yaml``, ``manifest.json``, ``metrics.json``, ``predictions.jsonl``, ``data/test.jsonl`` and
+    ``data/train.jsonl`` (the test rows with their gold answers), and an ``adapter/`` folder whose files are
+    placeholders (``tokenizer.json`` holds ``tokenizer``); the first of ``metrics`` is the primary one. For tests of what reads run dirs (comparison,
+    registry, monitoring) with predictions the test controls; loading its weights fails."""
+    from omegaconf import OmegaConf
+
+    from ftframe.api import Example, Prediction, TaskInfo
+    from ftframe.engine.evaluate import score_predictions
+    from ftframe.io import write_json, write_jsonl, write_text
+
+    path = Path(path)
+    labels = list(labels or sorted({g for _, g, _ in rows}))
+    pm = plugin_manager()
+    cfg = compose([f"data.path={path / 'data' / 'train.jsonl'}", f"task.name={task}", "task.type=classification",
+                   f"task.labels=[{','.join(labels)}]", f"metrics=[{','.join(metrics)}]",
+                   f"task.primary_metric={metrics[0]}",
+                   *(f"+gate.{k}={v}" for k, v in (gate or {}).items())], pm=pm)
+    head = [{"role": "system", "content": system}] if system else []
+    examples = [Example(messages=[*head, {"role": "user", "content": u}, {"role": "assistant", "content": g}],
+                        source=f"{path / 'data' / 'test.jsonl'}:{i}") for i, (u, g, _) in enumerate(rows, start=1)]
+    preds = [Prediction(i, ex.prompt, ex.target, p, ex.source) for i, (ex, (_, _, p)) in enumerate(zip(examples, rows))]
+    registry = Registry(pm)
+    scores = score_predictions(preds, {m: registry.create("metric", m, cfg.metrics[m]) for m in metrics},
+                               TaskInfo(task, "classification", labels))
+    from ftframe.engine.run import apply_gate
+
+    gate_result = apply_gate(dict(cfg.gate), scores["values"])
+    write_text(path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_jsonl(path / "data" / "test.jsonl", [ex.to_record() for ex in examples])
+    write_jsonl(path / "data" / "train.jsonl", [ex.to_record() for ex in examples])
+    write_jsonl(path / "predictions.jsonl", [p.to_record() for p in preds])
+    write_json(path / "metrics.json", {"test": scores, "data": {"labels": labels}})
+    write_text(path / "adapter" / "adapter_config.json", "{}\n")
+    write_text(path / "adapter" / "tokenizer.json", json.dumps({"placeholder": tokenizer}) + "\n")
+    write_json(path / "manifest.json", {"status": status, "gate": gate_result, "seed": 0,
+                                        "exports": {"adapter": {"paths": [str(path / "adapter")], "verified": True}}})
+    return path

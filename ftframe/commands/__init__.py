@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from ftframe.errors import FtframeError
 
-COMMANDS = ("plugins", "validate", "report", "rerun", "export", "predict", "serve", "data", "eval")
+COMMANDS = ("plugins", "validate", "report", "rerun", "export", "predict", "serve", "data", "eval", "compare",
+            "promote", "monitor")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``ftframe serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--token TOKEN]``: an OpenAI-compatible server.
+"""``ftframe serve RUN_DIR|models:/NAME@ALIAS [--port 8000] [--token TOKEN]``: an OpenAI-compatible server.
 
 Serves ``/v1/chat/completions`` (streaming and not, ``response_format`` included) and ``/v1/models`` for a
 finished run's model, concurrent requests decoded in one batch (see :mod:`ftframe.serving`). Binds to loopback unless told otherwise; with a token (``--token`` or
@@ -23,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
     from ftframe.serving import ModelServer, ServeOptions, create_app
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    saved = load_saved_run(args.run_dir)
+    from ftframe.lifecycle.registry import resolve_run_dir
+
+    saved = load_saved_run(resolve_run_dir(args.run_dir, registry_uri=args.registry))  # models:/NAME@alias too
     if not generates_text(saved.model):
         raise RunDirError(f"{saved.run_dir}: this run's model has no LM head to generate text with (e.g. it "
                           f"was trained with a classification head). Get its answers with "
@@ -56,7 +58,10 @@ def _not_negative(value: str) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve a finished run's model with an OpenAI-compatible API")
-    p.add_argument("run_dir", help="the folder a job wrote (holds config.yaml and manifest.json)")
+    p.add_argument("run_dir", help="the folder a job wrote (holds config.yaml and manifest.json), or "
+                   "models:/NAME@ALIAS of the model registry (ftframe promote)")
+    p.add_argument("--registry", metavar="URI", help="the MLflow registry of a models:/ URI (default: "
+                   "$MLFLOW_TRACKING_URI, else sqlite:///outputs/registry/mlflow.db)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}, else none)")
