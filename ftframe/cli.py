@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ftframe.config.compose import compose, config_dir
+from ftframe.config.compose import compose, config_dir, task_choice
 from ftframe.config.plugin_options import store_schemas
 from ftframe.errors import FtframeError
 from ftframe.plugins import Registry, get_plugin_manager, show_warnings_plainly
@@ -30,15 +30,44 @@ def _precheck(argv: list[str], registry: Registry) -> None:
            for a in argv):
         return
     overrides = [a for a in argv if not a.startswith("-")]
+    cells = [overrides]
     if any(a in ("-m", "--multirun") for a in argv):
-        from hydra.core.override_parser.overrides_parser import OverridesParser
+        cells = _cells(overrides)
+    from ftframe.config.validate import problems
+    from ftframe.errors import ConfigError
 
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        overrides = [o.input_line if not o.is_sweep_override() else
-                     f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" for o in parsed]
-    from ftframe.config.validate import validate
+    found: dict[str, None] = {}
+    for cell in cells:  # every cell of a small sweep (e.g. backend=lora,qlora,full) is checked before any runs
+        where = "" if len(cells) == 1 else f"cell {' '.join(o for o in cell if o not in overrides)}: "
+        try:
+            found.update((where + p, None) for p in problems(compose(cell, registry=registry), registry, cell))
+        except ConfigError as exc:
+            found.update((where + p, None) for p in exc.problems)
+    if found:
+        raise ConfigError(list(found))
 
-    validate(compose(overrides, registry=registry), registry)
+
+MAX_PRECHECKED_CELLS = 64
+"""A sweep with more cells is pre-checked value by value (each swept value once, the others at their first)."""
+
+
+def _cells(overrides: list[str]) -> list[list[str]]:
+    """The override lists of a command-line sweep's cells (``a=1,2 b=x,y``: four), or, above
+    ``MAX_PRECHECKED_CELLS``, one list per swept value."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = [[o.input_line] if not o.is_sweep_override() else
+               [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    total = 1
+    for c in choices:
+        total *= len(c)
+    if total <= MAX_PRECHECKED_CELLS:
+        return [list(cell) for cell in itertools.product(*choices)]
+    firsts = [c[0] for c in choices]
+    return [firsts] + [[*firsts[:i], v, *firsts[i + 1:]] for i, c in enumerate(choices) for v in c[1:]]
 
 
 def _sweep_job(cfg: DictConfig, hc: Any, pm: Any) -> float | None:
@@ -84,6 +113,7 @@ def main() -> None:
         pm = get_plugin_manager()
         registry = Registry(pm)
         store_schemas(registry)
+        sys.argv[1:] = task_choice(sys.argv[1:])  # +task=NAME selects the task group as task=NAME does
         _precheck(sys.argv[1:], registry)
     except FtframeError as exc:
         print(f"error: {exc}", file=sys.stderr)

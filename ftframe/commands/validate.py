@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
 
     registry = Registry(get_plugin_manager())
     cfg = compose(args.overrides, registry=registry)
-    found = problems(cfg, registry)
+    found = problems(cfg, registry, args.overrides)  # what the command line gives is checked as explicit
     if found:
         print(f"{len(found)} problem(s):", file=sys.stderr)
         for p in found:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import (
@@ -47,10 +48,31 @@ def _keys_of(exc: OmegaConfBaseException) -> list[str]:
         return []
 
 
-def friendly(exc: BaseException, options_for: Callable[[str], list[str]] | None = None) -> str | None:
+def _portable_hint(key: str, object_type: Any) -> str:
+    """For an unknown backend option that is a portable key or another backend's name for one: the portable
+    key that sets it here, or why this backend has no equivalent (``ftframe.config.portable``)."""
+    from ftframe.config.portable import PORTABLE_KEYS, mapping, no_equivalent
+
+    if object_type is None:
+        return ""
+    own = mapping(object_type)
+    option = (getattr(object_type, "synonyms", None) or {}).get(key)
+    portable = key if key in PORTABLE_KEYS else next((k for k, o in own.items() if o == option), None)
+    if portable is None:
+        return ""
+    if portable in own:
+        return f" The portable train.{portable} sets it for every backend."
+    why = no_equivalent(object_type).get(portable)
+    return f" This backend has no equivalent of train.{portable}: {why}." if why else ""
+
+
+def friendly(exc: BaseException, options_for: Callable[[str], list[str]] | None = None,
+             owners: Callable[[str], list[str]] | None = None) -> str | None:
     """A one-paragraph explanation of a config error, or None when ``exc`` is not one.
 
-    ``options_for(group)`` lists a config group's options, for "did you mean" on unknown choices.
+    ``options_for(group)`` lists a config group's options, for "did you mean" on unknown choices;
+    ``owners(full_key)`` names the plugins whose options include an unknown key (``backend.last_layers``:
+    lora, qlora, dpo), so a key of another backend says where it belongs.
     """
     for err in _chain(exc):
         if isinstance(err, MissingConfigException):
@@ -62,12 +84,18 @@ def friendly(exc: BaseException, options_for: Callable[[str], list[str]] | None 
             full_key = getattr(err, "full_key", "") or ""
             key = getattr(err, "key", None) or full_key.rsplit(".", 1)[-1]
             keys = _keys_of(err)
-            hint = did_you_mean(str(key), keys, getattr(getattr(err, "object_type", None), "synonyms", None))
+            object_type = getattr(err, "object_type", None)
+            hint = did_you_mean(str(key), keys, getattr(object_type, "synonyms", None))
             keys = [k for k in keys if k != "hydra"]
-            valid = f" Valid keys here: {', '.join(sorted(keys))}." if keys and not hint else ""
+            elsewhere = owners(full_key or str(key)) if owners is not None else []
+            extra = _portable_hint(str(key), object_type) if full_key.startswith("backend.") else ""
+            if elsewhere and " sets it for every backend" not in extra:
+                extra += (f" '{key}' is an option of backend {', '.join(elsewhere)} only: give it with those "
+                          f"(a task's options for one backend go in conf/task_backend/<task>/<backend>.yaml).")
+            valid = f" Valid keys here: {', '.join(sorted(keys))}." if keys and not hint and not extra else ""
             if not keys and "." in full_key:
                 valid = f" '{full_key.rsplit('.', 1)[0]}' has no options."
-            return f"Unknown config key '{full_key or key}'{hint}.{valid}"
+            return f"Unknown config key '{full_key or key}'{hint}.{extra}{valid}"
         if isinstance(err, ValidationError):
             key = getattr(err, "full_key", "") or "?"
             msg = str(err).splitlines()[0]

@@ -8,6 +8,7 @@ options at ``<group>.<name>``, so ``metrics=[macro_f1,accuracy]`` composes with 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -25,13 +26,38 @@ SINGLE_CHOICE = {"data_format": "data", "model_source": "model", "backend": "bac
 MULTI_CHOICE = {"metric": "metrics", "exporter": "exporters", "judge": "judges"}
 
 
-def node_class(cls: type[Plugin]) -> type:
-    """``cls.Config`` plus a ``name`` field defaulting to the plugin's registry name."""
-    return dataclasses.make_dataclass(
-        f"{cls.__name__}Options",
-        [("name", str, dataclasses.field(default=cls.name))],
-        bases=(cls.Config,),
-    )
+def node_class(cls: type[Plugin], *, backend: bool = False) -> type:
+    """``cls.Config`` plus a ``name`` field defaulting to the plugin's registry name.
+
+    For a backend also: each option its ``Config`` maps from the portable ``train`` section defaults to
+    ``${portable:train.<key>,<its own default>}`` (:mod:`ftframe.config.portable`), and a backend with
+    ``default_exporters`` overrides the ``exporters`` group choice (a task or the command line still wins)."""
+    fields: list[Any] = [("name", str, dataclasses.field(default=cls.name))]
+    if backend:
+        fields += _portable_fields(cls)
+        if getattr(cls, "default_exporters", None) is not None:
+            chosen = list(cls.default_exporters)  # type: ignore[attr-defined]
+            fields.append(("defaults", list[Any], dataclasses.field(
+                default_factory=lambda: [{"override /exporters@_global_.exporters": chosen}, "_self_"])))
+    return dataclasses.make_dataclass(f"{cls.__name__}Options", fields, bases=(cls.Config,))
+
+
+def _portable_fields(cls: type[Plugin]) -> list[Any]:
+    from ftframe.config.portable import PORTABLE_KEYS, interpolation, mapping
+    from ftframe.errors import PluginError
+
+    own = {f.name: f for f in dataclasses.fields(cls.Config)}
+    hints = typing.get_type_hints(cls.Config)
+    out = []
+    for key, option in mapping(cls.Config).items():
+        if key not in PORTABLE_KEYS or option not in own:
+            raise PluginError(f"backend {cls.name!r}: {cls.Config.__qualname__}.portable maps {key!r} to {option!r}; "
+                              f"the keys are {', '.join(PORTABLE_KEYS)} and the values must be fields of the Config.")
+        default = own[option].default
+        if default is dataclasses.MISSING:
+            default = own[option].default_factory()  # type: ignore[misc]
+        out.append((option, hints[option], dataclasses.field(default=interpolation(key, default))))
+    return out
 
 
 def store_schemas(registry: Any) -> None:
@@ -42,7 +68,7 @@ def store_schemas(registry: Any) -> None:
     cs.store(group="data", name=AUTO, node=AutoDataConfig)
     for kind, group in SINGLE_CHOICE.items():
         for name, cls in registry.classes[kind].items():
-            cs.store(group=group, name=name, node=node_class(cls))
+            cs.store(group=group, name=name, node=node_class(cls, backend=kind == "backend"))
     for kind, group in MULTI_CHOICE.items():
         for name, cls in registry.classes[kind].items():
             cs.store(group=group, name=name, node=cls.Config, package=f"{group}.{name}")

@@ -19,4 +19,7 @@ def package_file(package: str, relative: str) -> str:
 
 
 def register_resolvers() -> None:
+    from ftframe.config.portable import RESOLVER, resolve
+
     OmegaConf.register_new_resolver("package_file", package_file, replace=True)
+    OmegaConf.register_new_resolver(RESOLVER, resolve, replace=True)  # ${portable:train.epochs,3}

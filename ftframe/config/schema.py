@@ -118,8 +118,28 @@ class EvalConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Portable hyperparameters: stated once, mapped by every backend to its own option (``epochs`` is
+    ``backend.epochs`` for the local backends, ``backend.n_epochs`` at OpenAI and Together; the table is in
+    docs/training.md). Null: the chosen backend's own default. A value the chosen backend has no equivalent
+    for is refused when given on the command line and not applied (the run says so) when a task file sets
+    it. The seed (``seed``) and the validation share (``split.val``) are portable top-level keys already."""
+
+    epochs: int | None = None
+    """Passes over the training split."""
+    batch_size: int | None = None
+    """Examples per optimizer step (per process in a distributed local run)."""
+    lr: float | None = None
+    """Peak learning rate (absolute). OpenAI takes none, only a multiplier of its own default."""
+    max_length: int | None = None
+    """Longest tokenised training example; longer ones are cut (``transforms.too_long``). Local backends only."""
+    warmup_ratio: float | None = None
+    """Share of the optimizer steps with a linear learning-rate warmup."""
+
+
+@dataclass
 class TrainerConfig:
-    """Lightning ``Trainer`` placement and checkpointing (the hyperparameters live in ``backend``).
+    """Lightning ``Trainer`` placement and checkpointing (the hyperparameters live in ``train`` and ``backend``).
     Presets in ``conf/trainer/``; see docs/training.md for multi-GPU and SLURM use."""
 
     accelerator: str = "cpu"
@@ -146,6 +166,8 @@ class RunSchema:
     model: Any = MISSING
     data: Any = MISSING
     backend: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Portable hyperparameters (each backend maps them to its own options)."""
     metrics: dict[str, Any] = field(default_factory=dict)
     exporters: dict[str, Any] = field(default_factory=dict)
     logger: Any = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig
@@ -18,8 +19,11 @@ from ftframe.transforms.checks import problems as transform_problems
 TASK_TYPES = ("classification", "generation")
 
 
-def problems(cfg: DictConfig, registry: Any) -> list[str]:
-    """Every problem found in ``cfg`` (empty when it is valid). Loads no weights and no data."""
+def problems(cfg: DictConfig, registry: Any, overrides: Sequence[str] | None = None) -> list[str]:
+    """Every problem found in ``cfg`` (empty when it is valid). Loads no weights and no data.
+
+    ``overrides`` are the command line's (default: the running Hydra job's, if any): a portable ``train``
+    value the backend cannot honour is an error only when given there (:mod:`ftframe.config.portable`)."""
     out: list[str] = []
     for kind, group in SINGLE_CHOICE.items():
         node = cfg.get(group)
@@ -29,7 +33,7 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
             continue
         if group == "data" and node.name == AUTO:
             continue  # detected and checked with the other input paths below
-        _check_plugin(out, registry, kind, str(node.name), node, group)
+        _check_plugin(out, registry, kind, str(node.name), node, group, cfg if group == "backend" else None)
     for kind, group in MULTI_CHOICE.items():
         for name, opts in (cfg.get(group) or {}).items():
             _check_plugin(out, registry, kind, str(name), opts, f"{group}.{name}")
@@ -61,8 +65,29 @@ def problems(cfg: DictConfig, registry: Any) -> list[str]:
     if any(s < 0 or s > 1 for s in shares) or abs(sum(shares) - 1) > 1e-6:
         out.append(f"split: train + val + test must be 1 with each in [0, 1]; got {shares}.")
     out += transform_problems(cfg)
+    out += backend_problems(cfg, registry, _command_line() if overrides is None else overrides)
     out += exporter_problems(cfg, registry)
     return out
+
+
+def _command_line() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def backend_problems(cfg: DictConfig, registry: Any, overrides: Sequence[str] = ()) -> list[str]:
+    """What the chosen backend refuses in the whole config (:meth:`ftframe.api.Backend.config_problems`), and
+    portable ``train`` values given in ``overrides`` that it has no equivalent for or that its own option
+    overrides (:func:`ftframe.config.portable.problems`)."""
+    from ftframe.config import portable
+
+    name = (cfg.get("backend") or {}).get("name")
+    cls = registry.classes["backend"].get(str(name)) if name is not None else None
+    if cls is None:
+        return []
+    out = portable.problems(cfg, str(name), cls.Config, portable.explicit_keys(overrides))
+    return out + [str(p) for p in cls.config_problems(cfg)]
 
 
 def response_format_problems(cfg: DictConfig) -> list[str]:
@@ -112,17 +137,24 @@ def exporter_problems(cfg: DictConfig, registry: Any) -> list[str]:
     return out
 
 
-def _check_plugin(out: list[str], registry: Any, kind: str, name: str, opts: Any, key: str) -> None:
+def _check_plugin(out: list[str], registry: Any, kind: str, name: str, opts: Any, key: str,
+                  root: DictConfig | None = None) -> None:
     if name not in registry.classes[kind]:
         out.append(f"{key}: no {kind.replace('_', ' ')} named {name!r}{did_you_mean(name, registry.names(kind))}"
                    f" (available: {', '.join(registry.names(kind)) or 'none'}).")
         return
     from ftframe.config.plugin_options import build_config
 
+    cls = registry.get(kind, name)
     try:
-        build_config(registry.get(kind, name), opts, key=key.split(".")[0] if kind in SINGLE_CHOICE else key)
+        build_config(cls, opts, key=key.split(".")[0] if kind in SINGLE_CHOICE else key)
     except FtframeError as exc:
-        out.extend(getattr(exc, "problems", [str(exc)]))
+        found = getattr(exc, "problems", [str(exc)])
+        if root is not None:  # a backend: a bad value from train.* names the key the user wrote
+            from ftframe.config.portable import name_portable_sources
+
+            found = name_portable_sources(found, root, cls.Config)
+        out.extend(found)
 
 
 def validate(cfg: DictConfig, registry: Any) -> None:

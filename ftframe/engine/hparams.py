@@ -43,9 +43,14 @@ class TrainHyperparams:
         "learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
         "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
         "max_grad_norm": "grad_clip", "max_seq_length": "max_length", "warmup": "warmup_steps",
+        "n_epochs": "epochs",
     }
-    """What people write for these options elsewhere (transformers' ``TrainingArguments``, TRL) -> the
-    option: an unknown key close to one is answered "did you mean ..." with the option (one name each)."""
+    """What people write for these options elsewhere (transformers' ``TrainingArguments``, TRL, the provider
+    APIs) -> the option: an unknown key close to one is answered "did you mean ..." with the option."""
+    portable: ClassVar[dict[str, str]] = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+                                          "max_length": "max_length", "warmup_ratio": "warmup_ratio"}
+    """The portable ``train.*`` keys these options take their defaults from (``ftframe.config.portable``):
+    every portable key maps to the option of the same name; ``backend.<option>`` still overrides it."""
 
     epochs: int = 3
     """Passes over the training split (early stopping may end sooner)."""

@@ -9,8 +9,10 @@ backend and its ``Config``) imports no torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ftframe.api import Example
 from ftframe.errors import ConfigError
 from ftframe_backends.local import LazyClass
 from ftframe_backends.lora import LoraBackend, LoraConfig
@@ -41,3 +43,12 @@ class DpoBackend(LoraBackend):
     label = "DPO"
     module_cls = LazyClass("ftframe_backends.dpo_objective:DPOModule")
     classifier_head = False
+
+    def example_problems(self, examples: Sequence[Example]) -> list[str]:
+        missing = [ex for ex in examples if not ex.is_preference]
+        if not missing:
+            return []
+        return [(f"backend=dpo needs preference pairs (a 'chosen' and a 'rejected' reply per prompt); "
+                 f"{len(missing)} of {len(examples)} training examples have none (first: {missing[0].source}). "
+                 f"Use preference data (chat_jsonl with chosen/rejected, openai_dpo, sharegpt_dpo), or "
+                 f"backend=lora.")]

@@ -50,6 +50,7 @@ class FullBackend(LocalBackend):
     kind = "full"
     memory_hints = ("backend=lora (train an adapter, not every weight)", "backend=qlora (a 4-bit base)")
     label = "full fine-tuning"
+    default_exporters = ("merged", "model_card")  # every weight changed: there is no adapter to save
 
     def prepare(self, loaded: LoadedModel) -> Any:
         model, c = loaded.model, self.config

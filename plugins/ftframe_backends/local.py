@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ftframe.api import Backend, LoadedModel, Predictor, TaskInfo, TrainedModel
+from ftframe.errors import DataError
 
 if TYPE_CHECKING:
     from ftframe.engine import CausalLMModule, TrainJob
@@ -61,9 +62,16 @@ class LocalBackend(Backend):
     def load(self, job: TrainJob) -> LoadedModel:
         return job.load_model(self.load_dtype())
 
+    def check_examples(self, job: TrainJob) -> None:
+        """Refuse, before any model loads, training examples this backend cannot train on."""
+        found = self.example_problems(job.train)
+        if found:
+            raise DataError("\n".join(found))
+
     def baseline(self, job: TrainJob) -> Predictor:
         from ftframe.engine import LocalPredictor
 
+        self.check_examples(job)
         m = self.load(job)
         return LocalPredictor(m.model, m.tokenizer, name=f"{m.name} (base)", batch_size=job.eval_config.batch_size,
                               precision=job.eval_config.precision)
@@ -96,6 +104,7 @@ class LocalBackend(Backend):
     def train(self, job: TrainJob) -> TrainedModel:
         from ftframe.engine import fit_local
 
+        self.check_examples(job)
         module_cls = self.objective(job)
         loaded = self.load(job)
         model = self.prepare(loaded)

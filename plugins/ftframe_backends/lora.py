@@ -149,6 +149,19 @@ class LoraBackend(LocalBackend):
     classifier_head: ClassVar[bool] = True
     """Whether ``backend.head=classifier`` is supported (its ``prepare`` builds the classifier model)."""
 
+    @classmethod
+    def config_problems(cls, config: Any) -> list[str]:
+        head = (config.get("backend") or {}).get("head")
+        if head != "classifier":
+            return []
+        if not cls.classifier_head:
+            return [(f"backend.head=classifier is not supported by backend {cls.name!r}; use backend=lora, or "
+                     f"backend.head=lm.")]
+        task_type = (config.get("task") or {}).get("type")
+        if task_type != "classification":
+            return [f"backend.head=classifier needs a classification task; task.type is {task_type!r}."]
+        return []
+
     def objective(self, job: Any) -> Any:
         # prepare() builds the head over this objective's labels and imprints it from the training split.
         self._objective, self._train_examples = self.objective_for(job.task), job.train

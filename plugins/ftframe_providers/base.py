@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,9 +15,9 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from ftframe import console as ui
-from ftframe.api import Backend, Predictor, TrainedModel
-from ftframe.config import one_of
-from ftframe.errors import ConfigError, FtframeError
+from ftframe.api import Backend, Example, Predictor, TrainedModel
+from ftframe.config import one_of, portable
+from ftframe.errors import ConfigError, DataError, FtframeError
 from ftframe_providers import cost
 from ftframe_providers.jsonl import write_training_file
 from ftframe_providers.keys import ApiKey, refuse_config_key, resolve_key
@@ -37,6 +38,17 @@ class BudgetExceeded(FtframeError):
 class ProviderConfig:
     """Options every provider backend has (each provider adds its hyperparameters)."""
 
+    synonyms: ClassVar[dict[str, str]] = {"epochs": "n_epochs", "num_epochs": "n_epochs",
+                                          "num_train_epochs": "n_epochs", "per_device_train_batch_size": "batch_size"}
+    portable: ClassVar[dict[str, str]] = {"epochs": "n_epochs", "batch_size": "batch_size"}
+    """Portable ``train.*`` keys -> these options (``ftframe.config.portable``); each provider adds its own."""
+    no_equivalent: ClassVar[dict[str, str]] = {
+        "max_length": "the provider trains each example whole, up to its own limit for the base model, and "
+                      "ftframe cuts nothing for it (backend.max_tokens_per_example is that limit for the cost "
+                      "estimate)",
+    }
+    """Portable keys these options have no equivalent for -> why, and what comes closest."""
+
     model: str = ""
     """The provider's base model id to fine-tune (the ``model`` group is not used by provider backends)."""
     method: str = "supervised"
@@ -54,7 +66,8 @@ class ProviderConfig:
     api_key: str | None = None
     """Refused when set: keys come only from the environment, because Hydra writes the config to disk."""
     base_url: str | None = None
-    """API base URL; null: the provider's public endpoint (tests point it at a loopback server)."""
+    """API base URL; null: ``OPENAI_BASE_URL`` / ``TOGETHER_BASE_URL`` from the environment, else the
+    provider's public endpoint (tests point it at a loopback server)."""
     budget_usd: float = 5.0
     """Above this estimated training cost, ask before uploading (or refuse without a terminal)."""
     yes: bool = False
@@ -124,13 +137,32 @@ class ProviderBackend(Backend):
         return cost.estimate(model=self.config.model, prices=self.config.prices, epochs=epochs, epochs_rule=rule,
                              billed_tokens_per_epoch=billed_tokens_per_epoch, n_examples=n_examples)
 
+    default_exporters = ("model_card",)  # no local weights: nothing for adapter, merged or gguf to write
+
+    @classmethod
+    def config_problems(cls, config: Any) -> list[str]:
+        ev = config.get("eval") or {}
+        return [f"eval.{key}: " + SCORE_UNSUPPORTED.format(mode=ev.get(key), backend=cls.name)
+                for key in ("mode", "val_mode") if ev.get(key) in ("score", "both")]
+
+    def example_problems(self, examples: Sequence[Example]) -> list[str]:
+        missing = [ex for ex in examples if not ex.is_preference] if self.config.method == "dpo" else []
+        if not missing:
+            return []
+        return [(f"backend.method=dpo needs preference pairs (a 'chosen' and a 'rejected' reply per prompt); "
+                 f"{len(missing)} of {len(examples)} training examples have none (first: {missing[0].source}). "
+                 f"Use preference data, or backend.method=supervised.")]
+
     def baseline(self, job: Any) -> Predictor:
-        self._check_eval(job)
+        self._check_job(job)
         return self.predictor(self._client(), self.config.model, f"{self.config.model} (base)")
 
     def train(self, job: Any) -> TrainedModel:
-        self._check_eval(job)
+        self._check_job(job)
         con = ui.get_console()
+        not_applied = portable.not_applied(job.config, type(self.config))
+        for value, why in not_applied.items():  # a task's portable value this provider has no option for
+            con.print(f"[yellow]{value} is not applied at {self.provider}:[/] {why}.")
         client = self._client()
         state = JobState(job.run_dir)
         saved = state.load()
@@ -161,7 +193,8 @@ class ProviderBackend(Backend):
                 "status": remote.status, "trained_tokens": remote.trained_tokens, "epochs_run": remote.epochs,
                 "steps": watcher.last_metrics.get("step"), "train_seconds": (round(remote.finished_at - remote.created_at, 1)
                                                  if remote.finished_at and remote.created_at else None),
-                "tokens_per_second": None, "checkpoints": checkpoints, "cost_estimate": estimate}
+                "tokens_per_second": None, "checkpoints": checkpoints, "cost_estimate": estimate,
+                "not_applied": not_applied}
         predictor = self.predictor(client, remote.model_id, f"{remote.model_id} ({self.provider})")
         return TrainedModel(predictor=predictor, kind=self.kind, remote_id=remote.model_id, info=info)
 
@@ -173,11 +206,15 @@ class ProviderBackend(Backend):
     def _client(self) -> ProviderClient:
         return self.make_client(resolve_key(self.config.api_key_env))
 
-    def _check_eval(self, job: Any) -> None:
-        ev = job.eval_config
-        for key in ("mode", "val_mode"):
-            if ev.get(key) in ("score", "both"):
-                raise ConfigError(f"eval.{key}: " + SCORE_UNSUPPORTED.format(mode=ev.get(key), backend=self.name))
+    def _check_job(self, job: Any) -> None:
+        """Refuse before any request what :meth:`config_problems` and :meth:`example_problems` find (also
+        for a job that did not go through ``ftframe validate``)."""
+        found = self.config_problems(job.config)
+        if found:
+            raise ConfigError(found)
+        found = self.example_problems(job.train)
+        if found:
+            raise DataError("\n".join(found))
 
     def _start(self, job: Any, client: ProviderClient, state: JobState, saved: dict[str, Any],
                con: Any) -> tuple[str, dict[str, Any]]:

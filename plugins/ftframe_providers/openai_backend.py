@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ftframe.api import Message
 from ftframe.errors import ConfigError
@@ -38,6 +38,14 @@ MIME_JSONL = "text/jsonl"
 
 @dataclass
 class OpenAIConfig(ProviderConfig):
+    no_equivalent: ClassVar[dict[str, str]] = {
+        **ProviderConfig.no_equivalent,
+        "lr": "OpenAI takes no learning rate, only backend.learning_rate_multiplier, a factor on the default it "
+              "picks for the base model and batch size and does not publish, so no rule turns an lr into a "
+              "multiplier; set backend.learning_rate_multiplier instead",
+        "warmup_ratio": "OpenAI's fine-tuning API has no warmup option (its schedule is its own)",
+    }
+
     model: str = "gpt-4.1-mini-2025-04-14"
     """OpenAI base model id to fine-tune (a dated snapshot, as the fine-tuning API lists them)."""
     api_key_env: str = "OPENAI_API_KEY"

@@ -10,12 +10,13 @@ honouring ``Retry-After``), except the job create, which is looked up by its tra
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ftframe.api import Message
 from ftframe.config import one_of
@@ -43,6 +44,11 @@ METHOD = {"supervised": "sft", "dpo": "dpo"}
 
 @dataclass
 class TogetherConfig(ProviderConfig):
+    synonyms: ClassVar[dict[str, str]] = {**ProviderConfig.synonyms, "lr": "learning_rate", "r": "lora_r",
+                                          "rank": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout"}
+    portable: ClassVar[dict[str, str]] = {**ProviderConfig.portable, "lr": "learning_rate",
+                                          "warmup_ratio": "warmup_ratio"}
+
     model: str = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
     """Together base model id to fine-tune."""
     api_key_env: str = "TOGETHER_API_KEY"
@@ -99,7 +105,9 @@ class TogetherClient:
         import httpx2
 
         self.key, self.config = key, config
-        self.http = httpx2.Client(base_url=(config.base_url or TOGETHER_URL).rstrip("/") + "/",
+        # TOGETHER_BASE_URL as Together's own SDK reads it (and the openai SDK reads OPENAI_BASE_URL).
+        url = config.base_url or os.environ.get("TOGETHER_BASE_URL") or TOGETHER_URL
+        self.http = httpx2.Client(base_url=url.rstrip("/") + "/",
                                   headers={"Authorization": f"Bearer {key.value}"}, timeout=config.timeout_seconds)
 
     def _message(self, response: Any) -> str:

@@ -28,6 +28,8 @@ def overrides_for(rel: Path) -> list[str]:
         if not BANKING77.is_dir():
             pytest.skip(f"{BANKING77} is not available")
         return [f"+task={option}", *USER_DATA[option]]
+    if group.startswith("task_backend/"):  # a task's options for one backend: that task with that backend
+        return [*overrides_for(Path(f"task/{group.split('/')[1]}.yaml")), f"backend={option}"]
     if group == "sweep" and option.startswith("banking77"):  # a search for that recipe
         return [*overrides_for(Path("task/banking77.yaml")), f"+sweep={option}"]
     if group in ("task", "sweep"):  # added with +, not in the defaults list

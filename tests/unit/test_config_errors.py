@@ -52,7 +52,8 @@ def test_every_unknown_key_and_wrong_type_is_reported_at_once(pm):
         "Unknown config key 'backend.rnak' (did you mean 'r'? 'rank' is called 'r' here).",
         "Wrong type for 'backend.lr': Value 'abc' of type 'str' could not be converted to Float.",
         "Unknown config key 'data.pth' (did you mean 'path'?).",
-        "Unknown config key 'backend.learning_rate' (did you mean 'lr'? 'learning_rate' is called 'lr' here).",
+        "Unknown config key 'backend.learning_rate' (did you mean 'lr'? 'learning_rate' is called 'lr' here). "
+        "The portable train.lr sets it for every backend.",
         "Unknown config key 'sed' (did you mean 'seed'?).",
     ]
     assert found[4].startswith("Unknown option 'acuracy' for config group 'metrics' (did you mean 'accuracy'?).")

@@ -34,6 +34,7 @@ def together_server(monkeypatch):
 
     monkeypatch.setenv("TOGETHER_API_KEY", TOGETHER_KEY)
     monkeypatch.delenv("TOGETHER_API_KEY_FILE", raising=False)
+    monkeypatch.delenv("TOGETHER_BASE_URL", raising=False)
     server = FakeTogether(TOGETHER_KEY).start()
     yield server
     server.stop()
