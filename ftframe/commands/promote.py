@@ -7,7 +7,7 @@ at now (as ``ftframe compare``, with the same options) and promoted only if it m
 A refused promotion changes nothing and exits 1.
 
 ``--rollback`` moves the alias back to the version it pointed at before; ``--to-version N`` moves it to
-version N; ``--list`` shows the versions and their aliases. Serve what an alias names with
+version N (with ``--compare``: only if version N may replace the alias's current version); ``--list`` shows the versions and their aliases. Serve what an alias names with
 ``ftframe serve models:/NAME@champion``. See docs/lifecycle.md.
 """
 
@@ -39,6 +39,41 @@ def _list(args: argparse.Namespace, con: Any) -> int:
     return 0
 
 
+def _comparer(args: argparse.Namespace, con: Any) -> Any:
+    """``compare(champion_dir, challenger_dir=RUN)``: ``ftframe compare`` with this command's options."""
+    from ftframe.commands.compare import build_comparison
+    from ftframe.lifecycle.compare_report import print_comparison, write_comparison
+
+    out = Path(args.out or f"outputs/compare/{datetime.now():%Y-%m-%d_%H-%M-%S}")
+
+    def compare(champion_dir: Path, challenger: str | None = None) -> Any:
+        comp = build_comparison(str(champion_dir), challenger or str(args.run_dir), args, out, con)
+        write_comparison(comp, out)
+        print_comparison(comp, con)
+        return comp
+
+    return compare
+
+
+def _compare_versions(args: argparse.Namespace, compare: Any) -> None:
+    """``--to-version N --compare``: version N against the alias's current version; refused unless it may
+    replace it (the alias is then left where it is)."""
+    from ftframe.lifecycle import PromotionRefused
+    from ftframe.lifecycle.registry import open_client, registered_model, resolve_model_uri
+
+    client = open_client(args.registry)
+    model = registered_model(client, args.name)
+    if model is None or args.alias not in (model.aliases or {}):
+        return  # nothing to compare with (move_alias reports an unknown model)
+    current = resolve_model_uri(f"models:/{args.name}@{args.alias}", client=client)
+    target = resolve_model_uri(f"models:/{args.name}/{args.to_version}", client=client)
+    comp = compare(current.run_dir, str(target.run_dir))
+    if not comp.accepted:
+        raise PromotionRefused(f"Not moving {args.name}@{args.alias} to version {args.to_version}: against version "
+                               f"{current.version} {'; '.join(comp.reasons)}. {args.alias} still points at version "
+                               f"{current.version}.")
+
+
 def run(args: argparse.Namespace) -> int:
     from ftframe import console as ui
     from ftframe.lifecycle import LifecycleError
@@ -50,25 +85,17 @@ def run(args: argparse.Namespace) -> int:
         raise LifecycleError("Give one of: RUN (promote it), --rollback, --to-version N, --list.")
     if args.list:
         return _list(args, con)
+    compare = _comparer(args, con) if args.compare else None
+    if args.rollback and args.compare:
+        raise LifecycleError("--rollback moves the alias back without a comparison; drop --compare.")
     if args.rollback or args.to_version is not None:
+        if compare is not None:
+            _compare_versions(args, compare)
         before, after = move_alias(args.name, args.alias, version=args.to_version, registry=args.registry)
         con.print(f"{args.name}@{args.alias}: version {before if before is not None else '(none)'} → version {after}")
         return 0
     if not args.run_dir:
         raise LifecycleError("ftframe promote needs a run dir: ftframe promote RUN --name NAME.")
-    compare = None
-    if args.compare:
-        from ftframe.commands.compare import build_comparison
-        from ftframe.lifecycle.compare_report import print_comparison, write_comparison
-
-        out = Path(args.out or f"outputs/compare/{datetime.now():%Y-%m-%d_%H-%M-%S}")
-
-        def compare(champion_dir: Path) -> Any:
-            comp = build_comparison(str(champion_dir), str(args.run_dir), args, out, con)
-            write_comparison(comp, out)
-            print_comparison(comp, con)
-            return comp
-
     result = promote(args.run_dir, args.name, alias=args.alias, registry=args.registry, compare=compare)
     if args.compare and result.previous is None:
         con.print(f"no {args.alias} yet: nothing to compare with")

@@ -110,6 +110,13 @@ def test_compare_gates_promotion_and_rollback_moves_the_alias_back(store, client
     v2 = next(line for line in listed if line.strip().startswith("2 "))
     assert "champion" not in v2 and "macro_f1 0.9000" in v2
     assert "champion" in next(line for line in listed if line.strip().startswith("1 "))
+    # a challenger registered under its own alias is moved to champion only if it may replace it
+    assert promote(store, runs["worse"], "flow", "--alias", "challenger") == 0
+    assert int(client.get_model_version_by_alias("flow", "challenger").version) == 3 and champion(client, "flow") == 1
+    capsys.readouterr()
+    assert main(["promote", "--name", "flow", "--to-version", "3", "--compare", "--registry", store, *FAST]) == 1
+    assert "Not moving flow@champion to version 3" in " ".join(capsys.readouterr().err.split())
+    assert champion(client, "flow") == 1
 
 
 def test_refused_promotions_change_nothing(store, client, runs, capsys):
