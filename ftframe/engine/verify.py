@@ -30,7 +30,8 @@ from ftframe.api import Message, Prediction
 from ftframe.engine.chat import pad_id, render
 from ftframe.engine.verify_options import VerificationFailed, VerifyOptions
 
-__all__ = ["VerificationFailed", "VerifyOptions", "compute_precision", "generates_text", "tolerance_for",
+__all__ = ["VerificationFailed", "VerifyOptions", "compute_precision", "generates_text", "greedy_ids",
+           "position_logits", "tolerance_for",
            "verification_prompts", "verify_reload"]
 
 TOLERANCES: dict[str, float] = {"exact": 0.0, "fp32": 1e-4, "fp16": 5e-3, "bf16": 5e-2}
@@ -78,7 +79,8 @@ def _eval(model: Any) -> bool:
 
 
 @torch.no_grad()
-def _logits(model: Any, ids: list[int]) -> torch.Tensor:
+def position_logits(model: Any, ids: list[int]) -> torch.Tensor:
+    """``(len(ids), vocab)`` float32 logits of ``model`` at every position of ``ids`` (one sequence, no padding)."""
     dev = next(model.parameters()).device
     x = torch.tensor([ids], device=dev)
     return model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float().cpu()
@@ -91,7 +93,8 @@ def generates_text(model: Any) -> bool:
 
 
 @torch.no_grad()
-def _greedy(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int) -> list[int]:
+def greedy_ids(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int) -> list[int]:
+    """``model``'s greedy continuation of ``ids`` (up to ``max_new_tokens``; ends with EOS when it stops)."""
     dev = next(model.parameters()).device
     x = torch.tensor([ids], device=dev)
     pad = pad_id(tokenizer)
@@ -141,7 +144,7 @@ def _compare(reference: Any, exact_ref: Any, ref_tok: Any, artefact: Any, art_to
             raise VerificationFailed(
                 f"{what}: the reloaded tokenizer or chat template encodes test prompt {n} differently from the "
                 "trained model's, so the export would not see what the model was trained on.")
-        ref, art = _logits(exact_ref, ids), _logits(artefact, ids)
+        ref, art = position_logits(exact_ref, ids), position_logits(artefact, ids)
         if ref.shape != art.shape:
             raise VerificationFailed(f"{what}: logits have shape {tuple(art.shape)}, expected {tuple(ref.shape)}.")
         bound = rtol * float(ref.abs().max())
@@ -155,8 +158,8 @@ def _compare(reference: Any, exact_ref: Any, ref_tok: Any, artefact: Any, art_to
                 "it was discarded.")
         if not generates_text(reference):  # e.g. a classification head: its class logits were compared above
             continue
-        ref_gen = _greedy(reference, ref_tok, ids, max_new_tokens)
-        art_gen = _greedy(artefact, art_tok, ids, max_new_tokens)
+        ref_gen = greedy_ids(reference, ref_tok, ids, max_new_tokens)
+        art_gen = greedy_ids(artefact, art_tok, ids, max_new_tokens)
         step = next((j for j, (a, b) in enumerate(zip(ref_gen, art_gen)) if a != b), None)
         if step is None and len(ref_gen) != len(art_gen):
             step = min(len(ref_gen), len(art_gen))
@@ -164,7 +167,7 @@ def _compare(reference: Any, exact_ref: Any, ref_tok: Any, artefact: Any, art_to
         if step is None:
             continue
         prefix = ids + ref_gen[:step]
-        last = _logits(reference, prefix)[-1]
+        last = position_logits(reference, prefix)[-1]
         ref_next = ref_gen[step] if step < len(ref_gen) else ref_tok.eos_token_id
         art_next = art_gen[step] if step < len(art_gen) else art_tok.eos_token_id
         margin = float(last[ref_next] - last[art_next])

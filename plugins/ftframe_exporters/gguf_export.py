@@ -1,175 +1,99 @@
-"""A GGUF file (f32 or f16) of the merged model, for llama.cpp-family runtimes, verified by reloading it
-with transformers' ``gguf_file=`` loader.
+"""A GGUF file of the merged model — f32, f16 or a quantised type people deploy (q8_0, q6_k, q5_k_m, q4_k_m,
+q4_0) — verified by llama.cpp itself, with an Ollama Modelfile beside it.
 
-Why hand-written: llama.cpp's ``convert_hf_to_gguf.py`` is a script in the llama.cpp repository, not part
-of the ``gguf`` package, and needs a checkout plus its own requirements. What a Llama model needs from it
-is small, and this module does just that with the ``gguf`` package's own writer, tensor-name map
-(``gguf.get_tensor_name_map``) and special-vocabulary reader (``gguf.SpecialVocab``):
-
-- hyperparameters under ``llama.*`` keys (what transformers' GGUF loader maps back to ``LlamaConfig``);
-- q/k projection rows permuted the way llama.cpp's rotary embedding expects (``permute`` below, as in
-  ``LlamaModel.permute`` of convert_hf_to_gguf.py; transformers reverses it when it loads);
-- the byte-level BPE vocabulary (``tokenizer.ggml.model = gpt2``) with token types, merges, special
-  token ids and the chat template.
+The file is written with the ``gguf`` package (:mod:`ftframe_exporters.gguf_writer`); quantised types are
+made from an f32 intermediate by llama.cpp's own quantiser (:mod:`ftframe_exporters.gguf_llama_cpp` says
+why). Then llama.cpp loads the written file and must tokenise, render the chat template and answer the
+first test prompts as ftframe does (f32/f16: identical greedy answers; quantised: agreement reported,
+perplexity on the test split within the type's stated bound). A file llama.cpp refuses, or that answers
+differently, fails the export and is deleted, Modelfile included.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ftframe.api import ExportContext, Exporter, ExportResult
 from ftframe.config import one_of
-from ftframe.engine.saved_run import load_pretrained
 from ftframe.engine.verify_options import VerifyOptions
-from ftframe.errors import FtframeError
+from ftframe.errors import ConfigError, FtframeError
 from ftframe.io import atomic_path
-from ftframe_exporters.weights import local_model, merged_copy, verify_artefact
+from ftframe_exporters.weights import local_model, merged_copy
 
-if TYPE_CHECKING:  # numpy, torch and gguf are imported when exporting
-    import numpy as np
-
-OUTTYPES = ("f32", "f16")
-PRECISION = {"f32": "fp32", "f16": "fp16"}
+TYPES = ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
+MAX_PPL_INCREASE = {"f32": 0.001, "f16": 0.002, "q8_0": 0.01, "q6_k": 0.02, "q5_k_m": 0.04, "q4_k_m": 0.08,
+                    "q4_0": 0.15}
+"""Default bound on ``ppl_gguf / ppl_ftframe - 1`` on the test split, per type (measured margins in
+docs/exporting-and-serving.md)."""
+LOGITS_RTOL = {"f32": 1e-4, "f16": 5e-3}
+"""f32/f16 files: llama.cpp's logits within this fraction of the largest logit, greedy answers identical
+(a near-tie at the parting token within it is accepted and counted)."""
 
 
 @dataclass
 class GgufConfig(VerifyOptions):
-    filename: str = "model-{outtype}.gguf"
-    """File name below the run dir (``{outtype}`` is replaced)."""
-    outtype: str = "f16"
-    """Tensor type of the weight matrices: ``f32`` or ``f16`` (norm weights stay f32, as llama.cpp keeps them)."""
+    type: str = "f16"
+    """Tensor type: ``f32``, ``f16`` (norm weights stay f32, as llama.cpp keeps them) or a llama.cpp quantisation:
+    ``q8_0``, ``q6_k``, ``q5_k_m``, ``q4_k_m``, ``q4_0``."""
+    filename: str = "model-{type}.gguf"
+    """File name below the run dir (``{type}`` is replaced)."""
+    modelfile: bool = True
+    """Write an Ollama Modelfile beside the file (``<file stem>.Modelfile``)."""
+    ppl_examples: int = 32
+    """Test examples (prompt + gold answer) the perplexity of the file is compared on."""
+    max_ppl_increase: float | None = None
+    """Allowed relative perplexity increase over ftframe's model; default per type (q8_0 1%, q4_k_m 8%, ...)."""
 
     def __post_init__(self) -> None:
-        one_of("exporters.gguf.outtype", self.outtype, OUTTYPES)
+        self.type = str(self.type).lower()
+        one_of("exporters.gguf.type", self.type, TYPES)
+        if self.max_ppl_increase is not None and not self.max_ppl_increase >= 0:
+            raise ConfigError(f"exporters.gguf.max_ppl_increase: {self.max_ppl_increase} must be >= 0 "
+                              "(a relative increase: 0.01 allows 1%).")
+
+    @property
+    def ppl_bound(self) -> float:
+        return MAX_PPL_INCREASE[self.type] if self.max_ppl_increase is None else float(self.max_ppl_increase)
 
 
-def permute(weights: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
-    """Reorder q/k projection rows from Hugging Face's rotary layout to llama.cpp's (interleaved pairs)."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+SOURCE_GGUF = {"smollm2": ("ftframe_models.smollm2", "gguf_path")}
+"""Model sources whose base model is read from a GGUF file: ``name -> (module, function returning its path)``."""
 
 
-def check_supported(config: Any) -> None:
-    """Only plain Llama models: the tensors and keys written here are exactly those of that architecture."""
-    problems = []
-    if getattr(config, "model_type", None) != "llama":
-        problems.append(f"model_type is {getattr(config, 'model_type', None)!r}, not 'llama'")
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        problems.append("the model has bias terms in attention or MLP layers")
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        problems.append(f"rope scaling {rope.get('rope_type', rope.get('type'))!r} is not written by this exporter")
-    if problems:
-        raise FtframeError("exporter 'gguf' writes Llama-architecture models only: " + "; ".join(problems)
-                           + ". Use the 'merged' exporter and llama.cpp's convert_hf_to_gguf.py for this model.")
+def source_gguf(ctx: ExportContext) -> str | None:
+    """The GGUF file the base model came from: ``base_model_info["gguf"]`` in the training info when the
+    backend recorded it, else the file of the run's model source when it is one that loads a GGUF (the
+    embedded ``smollm2``). None for models that came from elsewhere (metadata is then derived)."""
+    import importlib
+
+    info = (ctx.trained.info or {}).get("base_model_info") or {}
+    path = info.get("gguf") if isinstance(info, dict) else None
+    if not path:
+        model = (ctx.config or {}).get("model") or {}
+        where = SOURCE_GGUF.get(str(model.get("name") if isinstance(model, dict) else ""))
+        if where is not None:
+            try:
+                path = getattr(importlib.import_module(where[0]), where[1])()
+            except (ImportError, FtframeError):
+                path = None
+    return str(path) if path and Path(str(path)).is_file() else None
 
 
-def _rope_theta(config: Any) -> float:
-    params = getattr(config, "rope_parameters", None) or {}
-    return float(params.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-
-
-def _add_hparams(writer: Any, config: Any, name: str, outtype: str) -> None:
-    import gguf
-
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    writer.add_name(name)
-    writer.add_context_length(int(config.max_position_embeddings))
-    writer.add_embedding_length(int(config.hidden_size))
-    writer.add_block_count(int(config.num_hidden_layers))
-    writer.add_feed_forward_length(int(config.intermediate_size))
-    writer.add_head_count(int(config.num_attention_heads))
-    writer.add_head_count_kv(int(config.num_key_value_heads or config.num_attention_heads))
-    writer.add_rope_dimension_count(int(head_dim))
-    writer.add_rope_freq_base(_rope_theta(config))
-    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-    writer.add_vocab_size(int(config.vocab_size))
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if outtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
-
-
-def _add_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
-    """Byte-level BPE vocabulary, token types, merges, special ids and chat template."""
-    import gguf
-
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    pre = spec.get("pre_tokenizer") or {}
-    if spec["model"]["type"] != "BPE" or pre.get("type") != "ByteLevel" or not pre.get("use_regex", True):
-        raise FtframeError("exporter 'gguf' writes byte-level BPE tokenizers with the GPT-2 pre-tokenizer only; "
-                           f"this one is {spec['model']['type']} with pre-tokenizer {pre.get('type')!r}. "
-                           "Use the 'merged' exporter and llama.cpp's convert_hf_to_gguf.py.")
-    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
-    added = {a["id"]: a for a in spec.get("added_tokens", [])}
-    tokens, types = [], []
-    for i in range(vocab_size):
-        if i not in by_id:  # the model's embedding is larger than the vocabulary: llama.cpp's padding
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-        else:
-            tokens.append(by_id[i])
-            a = added.get(i)
-            types.append(gguf.TokenType.NORMAL if a is None else
-                         gguf.TokenType.CONTROL if a.get("special") else gguf.TokenType.USER_DEFINED)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt2")  # ByteLevel with its default regex is GPT-2's split, checked above
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    with tempfile.TemporaryDirectory() as folder:
-        tokenizer.save_pretrained(folder)
-        special = gguf.SpecialVocab(Path(folder), load_merges=True, n_vocab=len(tokens))
-    if not special.merges:
-        raise FtframeError("exporter 'gguf': the tokenizer has no BPE merges to write.")
-    special.add_to_gguf(writer, quiet=True)
-    if not special.chat_template and getattr(tokenizer, "chat_template", None):
-        writer.add_chat_template(tokenizer.chat_template)
-
-
-def write_gguf(model: Any, tokenizer: Any, path: Path, *, outtype: str, name: str) -> int:
-    """Write ``model`` (a plain fp32 Llama causal LM) and ``tokenizer`` to ``path``; returns the tensor count."""
-    import gguf
-    import numpy as np
+def _threads() -> int:
     import torch
 
-    config = model.config
-    check_supported(config)
-    n_head, n_kv = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, int(config.num_hidden_layers))
-    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    _add_hparams(writer, config, name, outtype)
-    _add_tokenizer(writer, tokenizer, int(config.vocab_size))
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    count = 0
-    for hf_name, tensor in model.state_dict().items():
-        if hf_name == "lm_head.weight" and tied:
-            continue  # a GGUF without output.weight means tied embeddings (llama.cpp and transformers agree)
-        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if gguf_name is None:
-            raise FtframeError(f"exporter 'gguf': no GGUF name for tensor {hf_name!r}; the model is not plain Llama.")
-        data = tensor.detach().to(torch.float32).cpu().numpy()
-        if hf_name.endswith("q_proj.weight"):
-            data = permute(data, n_head, n_head)
-        elif hf_name.endswith("k_proj.weight"):
-            data = permute(data, n_head, n_kv)
-        if outtype == "f16" and data.ndim == 2:
-            data = data.astype(np.float16)
-        writer.add_tensor(gguf_name, np.ascontiguousarray(data))
-        count += 1
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return count
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
 
 class GgufExporter(Exporter):
-    """Merges the adapter, writes a GGUF file (f32/f16), reloads it with transformers' ``gguf_file=``
-    loader and checks it against the in-memory model. Refuses a ``backend.head=classifier`` run before
-    it trains (GGUF holds causal LMs)."""
+    """Merges the adapter, writes a GGUF file (f32/f16, or quantised by llama.cpp), loads it with llama.cpp and
+    checks its tokens, chat template, greedy answers and perplexity against ftframe's model; writes an Ollama
+    Modelfile beside it. Refuses a ``backend.head=classifier`` run, or a machine without llama-cpp-python,
+    before it trains."""
 
     name = "gguf"
     accepts = frozenset({"adapter", "full"})
@@ -177,23 +101,99 @@ class GgufExporter(Exporter):
 
     @classmethod
     def config_problems(cls, config: Any) -> list[str]:
+        from ftframe_exporters.gguf_llama_cpp import INSTALL_HINT, llama_cpp_available
+
+        problems = []
         if str((config.get("backend") or {}).get("head") or "lm") == "classifier":
-            return [("backend.head=classifier trains a classification head, which GGUF (a causal-LM format) "
-                     "has no place for. Remove gguf from exporters; adapter and merged keep the head.")]
-        return []
+            problems.append("backend.head=classifier trains a classification head, which GGUF (a causal-LM format) "
+                            "has no place for. Remove gguf from exporters; adapter and merged keep the head.")
+        if not llama_cpp_available():
+            problems.append(f"exporter 'gguf' verifies its file with llama.cpp, which is not installed: {INSTALL_HINT}.")
+        return problems
 
     def export(self, ctx: ExportContext) -> ExportResult:
+        import copy
+
+        from ftframe.engine.chat import encode, prompt_ids
+        from ftframe.engine.verify import compute_precision, verification_prompts
+        from ftframe_exporters.gguf_llama_cpp import (
+            INSTALL_HINT,
+            LlamaCpp,
+            compare,
+            llama_cpp_available,
+            ppl_examples,
+            quantize,
+        )
+        from ftframe_exporters.gguf_writer import build_vocab, check_supported, write_gguf
+
+        if not llama_cpp_available():
+            raise FtframeError(f"exporter 'gguf' verifies its file with llama.cpp, which is not installed: {INSTALL_HINT}.")
         model, tokenizer = local_model(ctx, self.name)
         check_supported(getattr(model, "config", None))
-        out = ctx.run_dir / self.config.filename.format(outtype=self.config.outtype)
+        kind = self.config.type
+        out = ctx.run_dir / self.config.filename.format(type=kind)
         title = f"{(ctx.config.get('task') or {}).get('name', 'model')} (ftframe)"
+        what = f"gguf export {out}"
+        prompts = verification_prompts(ctx.predictions, int(self.config.verify_prompts))
+        examples = ppl_examples(ctx.predictions, int(self.config.ppl_examples))
+        source = source_gguf(ctx)
+        started = time.perf_counter()
         with atomic_path(out) as tmp:
+            vocab = build_vocab(tokenizer, int(model.config.vocab_size), source)
             merged = merged_copy(model)
-            tensors = write_gguf(merged, tokenizer, tmp, outtype=self.config.outtype, name=title)
+            written = tmp if kind in ("f32", "f16") else tmp.with_name(tmp.name + ".f32")
+            tensors = write_gguf(merged, vocab, written, tensor_type=kind if written == tmp else "f32", name=title)
             del merged
-            reloaded, reloaded_tok = load_pretrained(tmp.parent, gguf_file=tmp.name)
-            details = verify_artefact(ctx, model, tokenizer, reloaded, reloaded_tok,
-                                      precision=PRECISION[self.config.outtype], options=self.config,
-                                      what=f"gguf export {out}")
-        return ExportResult([str(out)], verified=True,
-                            details={"outtype": self.config.outtype, "tensors": tensors, "verification": details})
+            if written != tmp:
+                quantize(written, tmp, kind, threads=_threads())
+                written.unlink()
+            exported_s = time.perf_counter() - started
+            evaluated = compute_precision(model)
+            reference = model if evaluated == "fp32" else copy.deepcopy(model).float()
+            training = reference.training
+            reference.eval()
+            longest = max([len(prompt_ids(tokenizer, p)) + int(self.config.verify_tokens) for p in prompts]
+                          + [len(encode(tokenizer, c).input_ids) for c in examples])
+            n_ctx = min(int(model.config.max_position_embeddings), 256 * (1 + longest // 256))
+            runtime = LlamaCpp.load(tmp, n_ctx=n_ctx, threads=_threads(), what=what)
+            try:
+                details = compare(runtime, reference, tokenizer, prompts, examples, exact=kind in LOGITS_RTOL,
+                                  rtol=LOGITS_RTOL.get(kind, 0.0), max_new_tokens=int(self.config.verify_tokens),
+                                  max_ppl_increase=self.config.ppl_bound, what=what)
+            finally:
+                runtime.close()
+                reference.train(training)
+            paths = [str(out)]
+            if self.config.modelfile:
+                paths.append(self._write_modelfile(ctx, out, tokenizer, model.config, vocab, runtime_prompts=prompts))
+        return ExportResult(paths, verified=True, details={
+            "type": kind, "tensors": tensors, "bytes": out.stat().st_size, "export_seconds": round(exported_s, 1),
+            "verify_seconds": round(time.perf_counter() - started - exported_s, 1), "metadata": vocab.source,
+            "tokenizer_pre": vocab.pre, "verification": {**details, "reference_precision": evaluated}})
+
+    def _write_modelfile(self, ctx: ExportContext, gguf_path: Path, tokenizer: Any, config: Any, vocab: Any, *,
+                         runtime_prompts: list[Any]) -> str:
+        """Measure the chat template into an Ollama TEMPLATE, check it on sample and test conversations, write it."""
+        from ftframe.engine.chat import render
+        from ftframe_exporters.ollama_modelfile import (
+            SAMPLE_CONVERSATIONS,
+            check_template,
+            go_template,
+            measure_layout,
+            modelfile_text,
+        )
+
+        def jinja(messages: Any, generation_prompt: bool) -> str:
+            return render(tokenizer, messages, generation_prompt=generation_prompt)
+
+        layout = measure_layout(jinja)
+        template = go_template(layout)
+        check_template(template, layout.default_system, jinja, [*SAMPLE_CONVERSATIONS, *runtime_prompts])
+        eos = tokenizer.convert_ids_to_tokens(vocab.special_ids["eos"]) if "eos" in vocab.special_ids else None
+        stops = list(dict.fromkeys(s for s in (layout.tail["assistant"].strip(), eos) if s))
+        params = {"temperature": 0, "repeat_penalty": 1, "num_ctx": min(int(config.max_position_embeddings), 8192)}
+        path = gguf_path.with_suffix(".Modelfile")
+        with atomic_path(path) as tmp:
+            tmp.write_text(modelfile_text(gguf_path.name, template, default_system=layout.default_system, stops=stops,
+                                          parameters=params), encoding="utf-8")
+        return str(path)

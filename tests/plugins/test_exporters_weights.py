@@ -3,6 +3,7 @@ tampered artefact fails verification without being left in place; exports made l
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -68,22 +69,26 @@ def test_merged_loads_without_peft_and_matches(tmp_path, registry, ctx):
     assert not list(tmp_path.glob(".merged.*"))  # no temp folder left behind
 
 
-@pytest.mark.parametrize("outtype", ["f32", "f16"])
-def test_gguf_reloads_with_transformers_and_matches(tmp_path, registry, ctx, outtype):
+@pytest.mark.parametrize("kind", ["f32", "f16"])
+def test_gguf_is_verified_by_llama_cpp_and_loads_in_transformers(tmp_path, registry, ctx, kind):
     import gguf
     from transformers import AutoModelForCausalLM
 
     ctx = ExportContext(**{**ctx.__dict__, "run_dir": tmp_path})
-    res = exporter(registry, "gguf", outtype=outtype).export(ctx)
-    path = tmp_path / f"model-{outtype}.gguf"
-    assert res.verified is True and res.paths == [str(path)]
-    assert res.details["verification"]["max_rel_logit_diff"] <= (1e-4 if outtype == "f32" else 5e-3)
+    res = exporter(registry, "gguf", type=kind).export(ctx)
+    path = tmp_path / f"model-{kind}.gguf"
+    assert res.verified is True and res.paths == [str(path), str(tmp_path / f"model-{kind}.Modelfile")]
+    v = res.details["verification"]
+    assert v["runtime"].startswith("llama.cpp") and v["tokenizer"] == "identical"
+    assert v["max_rel_logit_diff"] <= (1e-4 if kind == "f32" else 5e-3)
+    assert v["greedy_tokens_matched"] + v["greedy_near_ties"] > 0 and v["chat_completion_matches"] == v["prompts"]
     reader = gguf.GGUFReader(path)
     tensors = {t.name: t for t in reader.tensors}
     assert "output.weight" not in tensors  # tied embeddings
-    want = gguf.GGMLQuantizationType.F32 if outtype == "f32" else gguf.GGMLQuantizationType.F16
+    want = gguf.GGMLQuantizationType.F32 if kind == "f32" else gguf.GGMLQuantizationType.F16
     assert tensors["blk.0.attn_q.weight"].tensor_type == want
     assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"  # llama.cpp's name; 'gpt2' it refuses
     model = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
     assert model.config.num_key_value_heads == 2 and model.config.num_attention_heads == 4
 
@@ -100,20 +105,22 @@ def tamper_gguf(src: Path, dest: Path, tensor: str, scale: float) -> None:
     dest.write_bytes(bytes(raw))
 
 
-def test_tampered_gguf_fails_verification(tmp_path, registry, ctx):
-    from ftframe.engine.saved_run import load_pretrained
-    from ftframe.engine.verify import verify_reload
+def test_tampered_gguf_fails_llama_cpp_verification(tmp_path, registry, ctx):
+    from ftframe_exporters.gguf_llama_cpp import LlamaCpp, compare
 
     ctx = ExportContext(**{**ctx.__dict__, "run_dir": tmp_path})
-    exporter(registry, "gguf", outtype="f32").export(ctx)
-    bad = tmp_path / "bad" / "model.gguf"
-    bad.parent.mkdir()
+    exporter(registry, "gguf", type="f32", modelfile=False).export(ctx)
+    bad = tmp_path / "bad.gguf"
     tamper_gguf(tmp_path / "model-f32.gguf", bad, "blk.1.ffn_down.weight", 1.05)
-    model, tok = load_pretrained(bad.parent, gguf_file=bad.name)
+    runtime = LlamaCpp.load(bad, n_ctx=512, threads=1, what="tampered gguf")
     prompts = [p.prompt for p in ctx.predictions[:2]]
-    with pytest.raises(VerificationFailed, match="logits differ from the in-memory model"):
-        verify_reload(ctx.trained.model, ctx.trained.tokenizer, model, tok, prompts, precision="fp32",
-                      max_new_tokens=4, what="tampered gguf")
+    reference = copy.deepcopy(ctx.trained.model).float()
+    try:
+        with pytest.raises(VerificationFailed, match="tampered gguf: llama.cpp's (logits differ|greedy answer)"):
+            compare(runtime, reference, ctx.trained.tokenizer, prompts, [], exact=True, rtol=1e-4,
+                    max_new_tokens=4, max_ppl_increase=0.001, what="tampered gguf")
+    finally:
+        runtime.close()
 
 
 def test_mismatch_fails_the_export_and_leaves_no_artefact(tmp_path, registry, ctx, monkeypatch):
@@ -148,10 +155,10 @@ def test_tokenizer_mismatch_fails(registry, ctx, tiny_model_dir):
 
 
 def test_export_later_records_in_the_manifest(run_dir):
-    done = export_saved_run(run_dir, ["exporters=[merged,gguf]", "exporters.gguf.outtype=f32"])
+    done = export_saved_run(run_dir, ["exporters=[merged,gguf]", "exporters.gguf.type=f32"])
     assert set(done) == {"merged", "gguf"}
     m = json.loads((run_dir / "manifest.json").read_text())
-    assert m["exports"]["merged"]["verified"] is True and m["exports"]["gguf"]["outtype"] == "f32"
+    assert m["exports"]["merged"]["verified"] is True and m["exports"]["gguf"]["type"] == "f32"
     assert m["exports"]["gguf"]["exported"] and m["exports"]["adapter"]["verified"] is True
     assert (run_dir / "model-f32.gguf").is_file() and (run_dir / "merged" / "config.json").is_file()
     saved = load_saved_run(run_dir, prefer="merged")  # the merged export is usable on its own
@@ -168,12 +175,12 @@ def test_export_overrides_are_checked():
     with pytest.raises(ConfigError, match="only exporters"):
         parse_exporter_overrides(["seed=1"], {})
     with pytest.raises(ConfigError, match="'gguf' is not in exporters"):
-        parse_exporter_overrides(["exporters=[merged]", "exporters.gguf.outtype=f16"], {})
+        parse_exporter_overrides(["exporters=[merged]", "exporters.gguf.type=f16"], {})
 
 
 def test_bad_exporter_options_name_the_key(registry):
-    with pytest.raises(ConfigError, match="exporters.gguf.outtype"):
-        exporter(registry, "gguf", outtype="q4")
+    with pytest.raises(ConfigError, match="exporters.gguf.type"):
+        exporter(registry, "gguf", type="q4")
 
 
 def test_model_card_lists_the_most_confidently_wrong_first_and_how_to_use(tmp_path, registry, ctx):
