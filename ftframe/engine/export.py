@@ -54,7 +54,7 @@ def saved_export_context(saved: SavedRun) -> ExportContext:
 
 
 def parse_exporter_overrides(overrides: Sequence[str], configured: Any) -> dict[str, Any]:
-    """``["exporters=[merged,gguf]", "exporters.gguf.outtype=f16"]`` -> ``{name: options}``.
+    """``["exporters=[merged,gguf]", "exporters.gguf.type=f16"]`` -> ``{name: options}``.
 
     Options start from the run's own ``exporters.<name>`` settings (``configured``), overridden on the
     command line; the exporter's ``Config`` validates them when it is created.

@@ -1,5 +1,6 @@
 """The embedded SmolLM2-135M-Instruct (bf16 base + a LoRA adapter, as the triage task trains it) exported
-to GGUF f16 and reloaded with transformers: verified against the in-memory model (slow: ~1-2 minutes)."""
+to GGUF f16 and loaded by llama.cpp: its metadata taken from the model's source GGUF (pre-tokenizer
+``smollm``), its answers and logits verified against the in-memory model (slow: ~1-2 minutes)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,13 @@ def test_gguf_f16_of_the_embedded_model_matches(tmp_path, registry, repo_root):
             (repo_root / "plugins/ftframe_datasets/triage/tickets.jsonl").read_text(encoding="utf-8").splitlines()[:3]]
     preds = [Prediction(i, r["messages"][:-1], r["messages"][-1]["content"], "") for i, r in enumerate(rows)]
     trained = TrainedModel(predictor=LocalPredictor(model, loaded.tokenizer), model=model, tokenizer=loaded.tokenizer)
-    ctx = ExportContext(run_dir=tmp_path, trained=trained, config={"task": {"name": "triage"}}, metrics={},
+    ctx = ExportContext(run_dir=tmp_path, trained=trained, config={"task": {"name": "triage"}, "model": {"name": "smollm2"}}, metrics={},
                         baseline_metrics=None, gate={}, data={}, predictions=preds, manifest={})
-    res = registry.create("exporter", "gguf", {"outtype": "f16", "verify_prompts": 3, "verify_tokens": 8}).export(ctx)
+    res = registry.create("exporter", "gguf", {"type": "f16", "verify_prompts": 3, "verify_tokens": 8}).export(ctx)
     v = res.details["verification"]
     print(json.dumps(v))
     assert res.verified is True and v["reference_precision"] == "bf16" and v["max_rel_logit_diff"] <= 5e-3
+    assert v["runtime"].startswith("llama.cpp") and v["tokenizer"] == "identical" and v["chat_template"] == "identical"
+    assert res.details["tokenizer_pre"] == "smollm" and res.details["metadata"]["metadata"] == "source GGUF"
+    assert (tmp_path / "model-f16.Modelfile").is_file()
     assert (tmp_path / "model-f16.gguf").stat().st_size > 200e6
