@@ -8,6 +8,13 @@ requests arriving while others decode join at the next step, share its forward p
 A bounded queue answers 429 with ``Retry-After`` when full; a per-request time limit answers 504; a client
 that disconnects stops costing decoding steps; ``response_format`` (``json_object``, ``json_schema``)
 constrains decoding as evaluation does (:mod:`ftframe.engine.constrain`).
+
+Champion and challenger (``ftframe serve --shadow/--canary``, :class:`Challenger`): both decode in the same
+loop, one batch each (:mod:`ftframe.serving_loop` lanes); where they are two adapters over one base model,
+that base is held once. Routing is :class:`ftframe.lifecycle.variants.Router`'s. With a request log
+(:class:`ftframe.lifecycle.request_log.RequestLogWriter`) every chat request — answered or refused — is one
+line: the route, whose answer the client got, each variant's answer, status, latency and token counts; a
+shadow answer is added when it ends, after the client already has its own.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ftframe.engine.chat import render
+from ftframe.lifecycle.request_log import Answer, RequestRecord
 
 DISCONNECT_POLL = 0.25
 """Seconds between checks whether the client of a non-streaming request is still there."""
@@ -65,6 +73,8 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
     """OpenAI's ``response_format`` as sent (checked and compiled by :mod:`ftframe.engine.constrain`)."""
+    user: str | None = None
+    """OpenAI's ``user`` (or its successor ``safety_identifier``): canary routing is sticky per value."""
 
 
 def _content(value: Any, i: int) -> str:
@@ -126,6 +136,9 @@ def parse_chat_request(body: Any, model_id: str) -> ChatRequest:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise ApiError(400, "'tools' must be an array.", param="tools")
+    user = body.get("user", body.get("safety_identifier"))
+    if user is not None and not isinstance(user, str):
+        raise ApiError(400, f"'user' must be a string, got {user!r}.", param="user")
     response_format = body.get("response_format")
     if response_format is not None:
         from ftframe.engine.constrain import ResponseFormatError, json_schema_of
@@ -137,7 +150,7 @@ def parse_chat_request(body: Any, model_id: str) -> ChatRequest:
     return ChatRequest(messages=messages, max_tokens=max_tokens, temperature=_number(body, "temperature", 1.0, 0, 2),
                        top_p=_number(body, "top_p", 1.0, 0, 1), stop=stop, seed=seed, stream=stream,
                        include_usage=bool(isinstance(options, dict) and options.get("include_usage")), tools=tools,
-                       response_format=response_format)
+                       response_format=response_format, user=user or None)
 
 
 @dataclass
@@ -157,27 +170,110 @@ class ServeOptions:
     so a served answer is decoded as evaluation decoded it."""
 
 
-class ModelServer:
-    """Chat replies from one model, every concurrent request decoded in one batch (:mod:`ftframe.serving_loop`)."""
+@dataclass
+class Challenger:
+    """A model served beside the champion (``ftframe serve --shadow/--canary``; built by
+    :func:`ftframe.lifecycle.variants.load_challenger`). It must share the champion's tokenizer."""
 
-    def __init__(self, model: Any, tokenizer: Any, model_id: str, options: ServeOptions | None = None):
+    model: Any
+    """The challenger's model: the champion's own PEFT model where ``adapter`` is set, else a model of its own."""
+    router: Any
+    """A :class:`ftframe.lifecycle.variants.Router` (shadow, or canary with its share)."""
+    source: str = ""
+    """What the request log names it by (run dir or ``models:/NAME/VERSION``)."""
+    adapter: str | None = None
+    """The challenger's PEFT adapter name on the shared model (None: a model of its own)."""
+    champion_adapter: str | None = None
+    """The champion's adapter name on the shared model."""
+
+
+@contextlib.contextmanager
+def _shared_base_evaluating(model: Any, champion_adapter: str) -> Any:
+    """:func:`ftframe.engine.predict.evaluating` for a PEFT model whose adapters take turns: fp32 and eval mode,
+    but no adapter merged into the shared base weights (a merge would hold for one adapter only). Afterwards
+    the champion's adapter is the active one again."""
+    from ftframe.engine.predict import evaluating
+
+    model.base_model.disable_adapter_layers()  # evaluating() merges nothing while adapters are disabled
+    try:
+        with evaluating(model, "fp32"):
+            model.base_model.enable_adapter_layers()
+            yield
+    finally:
+        model.base_model.enable_adapter_layers()
+        model.set_adapter(champion_adapter, inference_mode=True)
+
+
+class ModelServer:
+    """Chat replies from one model (or a champion and a :class:`Challenger`), every concurrent request decoded
+    in one batch per model (:mod:`ftframe.serving_loop`); each request logged to ``request_log`` when given."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_id: str, options: ServeOptions | None = None, *,
+                 challenger: Challenger | None = None, request_log: Any = None, source: str = ""):
         from ftframe.engine.predict import LocalPredictor, evaluating
-        from ftframe.serving_loop import DecodeLoop
+        from ftframe.serving_loop import DecodeLoop, Lane
 
         self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
         self.options = options or ServeOptions()
         self.created = int(time.time())
+        self.challenger, self.request_log, self.source = challenger, request_log, source
         self.predictor = LocalPredictor(model, tokenizer, batch_size=self.options.max_batch, precision="fp32")
-        self.loop = DecodeLoop(self.predictor.decoder, context=lambda: evaluating(model, "fp32"),
-                               max_batch=self.options.max_batch, max_queue=self.options.max_queue)
+        lanes = {"champion": Lane(self.predictor.decoder)}
+        context: Any = lambda: evaluating(model, "fp32")
         self.context = getattr(model.config, "max_position_embeddings", None)
+        if challenger is not None:
+            other = LocalPredictor(challenger.model, tokenizer, batch_size=self.options.max_batch, precision="fp32")
+            if challenger.adapter is not None:  # two adapters over one base: the loop switches between them
+                if challenger.model is not model:
+                    raise ValueError("a challenger adapter must be loaded on the champion's own model")
+                champ, chall = challenger.champion_adapter or "default", challenger.adapter
+                lanes = {"champion": Lane(self.predictor.decoder, lambda: model.set_adapter(champ, inference_mode=True)),
+                         "challenger": Lane(other.decoder, lambda: model.set_adapter(chall, inference_mode=True))}
+                context = lambda: _shared_base_evaluating(model, champ)
+            else:
+                lanes["challenger"] = Lane(other.decoder)
+
+                @contextlib.contextmanager
+                def context() -> Any:
+                    with evaluating(model, "fp32"), evaluating(challenger.model, "fp32"):
+                        yield
+
+                theirs = getattr(challenger.model.config, "max_position_embeddings", None)
+                self.context = min(x for x in (self.context, theirs) if x) if (self.context or theirs) else None
+        self.loop = DecodeLoop(lanes=lanes, context=context, max_batch=self.options.max_batch,
+                               max_queue=self.options.max_queue)
+        self.pending: set[Any] = set()
+        """Shadow answers and log lines still to come (asyncio tasks)."""
+
+    @property
+    def route(self) -> str:
+        """The request log's ``route`` of this server: ``answer``, ``shadow`` or ``canary``."""
+        return "answer" if self.challenger is None else self.challenger.router.mode
+
+    def served_by(self, req: ChatRequest) -> str:
+        """Whose answer the client of ``req`` gets: ``champion`` or ``challenger``."""
+        return "champion" if self.challenger is None else self.challenger.router.served_by(req.user)
+
+    def source_of(self, variant: str) -> str:
+        if variant == "challenger" and self.challenger is not None:
+            return self.challenger.source
+        return self.source
 
     def start(self) -> None:
         self.loop.start()
 
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait for shadow answers still decoding and their log lines (at shutdown, before :meth:`close`)."""
+        import asyncio
+
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=timeout)
+
     def close(self) -> None:
         self.loop.drain()
         self.loop.stop()
+        if self.request_log is not None:
+            self.request_log.close()
 
     # ---------------------------------------------------------------------------------- requests
     def prompt_ids(self, req: ChatRequest) -> list[int]:
@@ -195,8 +291,9 @@ class ModelServer:
                            code="context_length_exceeded")
         return ids
 
-    def job(self, req: ChatRequest) -> Any:
-        """The loop's :class:`ftframe.serving_loop.Job` for ``req`` (its grammar compiled, its sampling set)."""
+    def job(self, req: ChatRequest, variant: str = "champion") -> Any:
+        """The loop's :class:`ftframe.serving_loop.Job` for ``req`` (its grammar compiled, its sampling set),
+        decoded by ``variant``'s model."""
         from ftframe.engine.constrain import ResponseFormatError
         from ftframe.engine.decoding import Sampling
         from ftframe.serving_loop import Job
@@ -207,16 +304,21 @@ class ModelServer:
         except ResponseFormatError as exc:
             raise ApiError(400, str(exc), param=exc.param) from None
         sampling = Sampling(req.temperature, req.top_p, req.seed) if req.temperature > 0 else None
-        return Job(ids, req.max_tokens, grammar=grammar, sampling=sampling, timeout=self.options.request_timeout)
+        return Job(ids, req.max_tokens, grammar=grammar, sampling=sampling, timeout=self.options.request_timeout,
+                   lane=variant)
 
-    async def submit(self, req: ChatRequest) -> Any:
-        """Queue ``req`` in the decode loop: its job, or an :class:`ApiError` (400 for a bad prompt or
-        response format, 429 with ``Retry-After`` when the queue is full, 503 while shutting down)."""
+    async def submit(self, req: ChatRequest, variant: str = "champion") -> Any:
+        """Queue ``req`` in the decode loop for ``variant``: its job, or an :class:`ApiError` (400 for a bad
+        prompt or response format, 429 with ``Retry-After`` when the queue is full, 503 while shutting down)."""
+        job = await run_in_threadpool(self.job, req, variant)
+        self.enqueue(job)
+        return job
+
+    def enqueue(self, job: Any) -> None:
         import asyncio
 
         from ftframe.serving_loop import Draining, QueueFull
 
-        job = await run_in_threadpool(self.job, req)
         job.loop = asyncio.get_running_loop()
         try:
             self.loop.submit(job)
@@ -227,7 +329,78 @@ class ModelServer:
         except Draining:
             raise ApiError(503, "The server is shutting down and takes no new requests.", type="server_error",
                            code="shutting_down", headers={"Retry-After": "5"}) from None
-        return job
+
+    def shadow(self, req: ChatRequest, job: Any, started: float) -> Any:
+        """In shadow mode, the challenger's run of the request the champion answers with ``job``: an asyncio
+        task whose result is its :class:`Answer` (never served). ``None`` in other modes."""
+        import asyncio
+        import dataclasses
+
+        from ftframe.serving_loop import Job
+
+        if self.challenger is None or self.challenger.router.mode != "shadow":
+            return None
+        sampling = dataclasses.replace(job.sampling) if job.sampling is not None else None  # its own generator
+        twin = Job(job.prompt, job.max_tokens, grammar=job.grammar, sampling=sampling, timeout=job.timeout,
+                   lane="challenger")
+
+        async def run() -> Answer:
+            try:
+                self.enqueue(twin)
+            except ApiError as exc:  # e.g. the queue is full: the shadow is skipped, the client is not affected
+                return self._answer("challenger", started, served=False, status=exc.status,
+                                    error=exc.code or exc.type, prompt_tokens=len(twin.prompt))
+            return await self.collect(twin, req, "challenger", started)
+
+        return self._track(asyncio.create_task(run()))
+
+    async def collect(self, job: Any, req: ChatRequest, variant: str, started: float) -> Answer:
+        """Decode ``job`` to its end (not served): its :class:`Answer`, failures included."""
+        from ftframe.serving_loop import Draining
+
+        parts: list[str] = []
+        try:
+            async for piece, finish, p_tok, c_tok in self.answer(job, req):
+                parts.append(piece)
+                if finish is not None:
+                    return self._answer(variant, started, served=False, prompt_tokens=p_tok, completion_tokens=c_tok,
+                                        finish_reason=finish, text="".join(parts))
+        except ApiError as exc:
+            return self._answer(variant, started, served=False, status=exc.status, error=exc.code or exc.type,
+                                prompt_tokens=len(job.prompt))
+        except Draining:
+            return self._answer(variant, started, served=False, status=503, error="shutting_down",
+                                prompt_tokens=len(job.prompt))
+        except Exception:  # noqa: BLE001 - a failed shadow answer is logged, never raised to a client
+            return self._answer(variant, started, served=False, status=500, error="server_error",
+                                prompt_tokens=len(job.prompt))
+        return self._answer(variant, started, served=False, status=499, error="cancelled",
+                            prompt_tokens=len(job.prompt))
+
+    def _answer(self, variant: str, started: float, *, served: bool, status: int = 200, error: str | None = None,
+                **fields: Any) -> Answer:
+        return Answer(variant=variant, model=self.source_of(variant), served=served,
+                      latency_ms=(time.monotonic() - started) * 1000, status=status, error=error, **fields)
+
+    def _track(self, task: Any) -> Any:
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+        return task
+
+    def log(self, record: RequestRecord, shadow: Any = None) -> None:
+        """Write ``record`` to the request log; with a ``shadow`` task, once its answer is there too."""
+        if self.request_log is None:
+            return
+        if shadow is None:
+            self.request_log.write(record)
+            return
+        import asyncio
+
+        async def later() -> None:
+            record.answers.append(await shadow)
+            self.request_log.write(record)
+
+        self._track(asyncio.ensure_future(later()))
 
     async def answer(self, job: Any, req: ChatRequest,
                      disconnected: Any = None) -> AsyncIterator[tuple[str, str | None, int, int]]:
@@ -285,6 +458,39 @@ class ModelServer:
         yield "", "stop" if finish in ("stop", "cancelled") else "length", len(job.prompt), len(tokens)
 
 
+@dataclass
+class _Exchange:
+    """One chat request on its way to the request log (see :meth:`done`)."""
+
+    server: ModelServer
+    started: float
+    user: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    request_id: str | None = None
+    variant: str | None = None
+    job: Any = None
+    """The served variant's job, once it was queued (a model ran)."""
+    shadow: Any = None
+    logged: bool = False
+
+    def done(self, status: int, error: str | None, *, text: str | None = None, finish: str | None = None,
+             completion_tokens: int | None = None) -> None:
+        """Log the request once (later calls are no-ops): the client got ``status``/``error``."""
+        if self.logged:
+            return
+        self.logged = True
+        answers = []
+        if self.job is not None and self.variant is not None:
+            answers.append(self.server._answer(self.variant, self.started, served=True, status=status, error=error,
+                                               prompt_tokens=len(self.job.prompt),
+                                               completion_tokens=completion_tokens, finish_reason=finish, text=text))
+        record = RequestRecord(route=self.server.route, answers=answers, status=status, error=error, user=self.user,
+                               messages=self.messages)
+        if self.request_id:
+            record.request_id = self.request_id
+        self.server.log(record, self.shadow)
+
+
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     hits = [text.index(s) for s in stops if s in text]
     return (text[: min(hits)], True) if hits else (text, False)
@@ -318,6 +524,17 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
         return JSONResponse(model_card())
 
     async def chat(request: Request) -> Response:
+        ex = _Exchange(server, time.monotonic())
+        try:
+            return await answer_chat(request, ex)
+        except ApiError as exc:
+            ex.done(exc.status, exc.code or exc.type)
+            raise
+        except Exception:
+            ex.done(500, "server_error")
+            raise
+
+    async def answer_chat(request: Request, ex: _Exchange) -> Response:
         _check_token(request, token)
         try:
             body = json.loads(await request.body())
@@ -326,17 +543,28 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
         except RecursionError:  # e.g. 100,000 nested '[': Python's parser gives up, the request is still bad
             raise ApiError(400, "The request body is nested too deeply to parse as JSON.") from None
         req = parse_chat_request(body, server.model_id)
+        ex.user, ex.messages = req.user, req.messages
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        job = await server.submit(req)
+        ex.request_id = cid
+        variant = server.served_by(req)
+        job = await server.submit(req, variant)
+        ex.variant, ex.job = variant, job
+        ex.shadow = server.shadow(req, job, ex.started)
         if not req.stream:
-            parts, finish, p_tok, c_tok = [], "stop", 0, 0
-            async for piece, end, p, c in server.answer(job, req, request.is_disconnected):
+            parts, end = [], None
+            async for piece, finish, p, c in server.answer(job, req, request.is_disconnected):
                 parts.append(piece)
-                if end is not None:
-                    finish, p_tok, c_tok = end, p, c
+                if finish is not None:
+                    end = (finish, p, c)
+            finish, p_tok, c_tok = end or ("stop", len(job.prompt), 0)
+            text = "".join(parts)
+            if end is None:  # the client went away: nobody reads this answer
+                ex.done(499, "client_closed", text=text)
+            else:
+                ex.done(200, None, text=text, finish=finish, completion_tokens=c_tok)
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created, "model": server.model_id,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(parts)},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "logprobs": None, "finish_reason": finish}],
                 "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok, "total_tokens": p_tok + c_tok}})
 
@@ -348,12 +576,15 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
         async def events() -> AsyncIterator[str]:
             # Starlette cancels this generator when the client disconnects; answer()'s cleanup then takes the
             # request out of the batch.
-            yield chunk({"role": "assistant", "content": ""}, None)
+            parts: list[str] = []
             try:
+                yield chunk({"role": "assistant", "content": ""}, None)
                 async for piece, finish, p_tok, c_tok in server.answer(job, req):
                     if finish is None:
+                        parts.append(piece)
                         yield chunk({"content": piece}, None)
                         continue
+                    ex.done(200, None, text="".join(parts), finish=finish, completion_tokens=c_tok)
                     yield chunk({}, finish)
                     if req.include_usage:
                         yield "data: " + json.dumps({
@@ -362,8 +593,14 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
                             "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
                                       "total_tokens": p_tok + c_tok}}) + "\n\n"
             except ApiError as exc:  # after the stream began: OpenAI's error event (the client raises it)
+                ex.done(exc.status, exc.code or exc.type, text="".join(parts))
                 yield "data: " + json.dumps(exc.body()) + "\n\n"
                 return
+            except Exception:
+                ex.done(500, "server_error", text="".join(parts))
+                raise
+            finally:
+                ex.done(499, "client_closed", text="".join(parts))  # a no-op once logged
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -386,10 +623,12 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # uvicorn on SIGTERM stops accepting connections and waits for the open ones to finish before this
         # shutdown runs, so in-flight requests are decoded to their end.
+        # Shadow answers have no connection to wait for: they are awaited here, up to the request time limit.
         server.start()
         try:
             yield
         finally:
+            await server.settle(server.options.request_timeout)
             await run_in_threadpool(server.close)
 
     routes = [Route("/v1/models", models, methods=["GET"]), Route("/v1/models/{model:path}", model, methods=["GET"]),

@@ -8,6 +8,8 @@ Modules (each imports its heavy libraries — numpy, mlflow — inside the funct
 - :mod:`~ftframe.lifecycle.compare_report`: its tables, Markdown/HTML report and plot;
 - :mod:`~ftframe.lifecycle.registry`: ``ftframe promote`` and ``models:/NAME@alias`` resolution (MLflow);
 - :mod:`~ftframe.lifecycle.request_log`: the request log's JSONL schema, its rotating writer and reader;
+- :mod:`~ftframe.lifecycle.variants`: a challenger beside the champion in ``ftframe serve`` (loaded as a
+  second adapter on a shared base, or on its own) and shadow/canary routing (sticky per user);
 - :mod:`~ftframe.lifecycle.drift`: the drift score between served and training prompts;
 - :mod:`~ftframe.lifecycle.monitor`: ``ftframe monitor LOG --against RUN`` (latency, errors, lengths, drift)
   and drawing a golden-set candidate file from a log.
