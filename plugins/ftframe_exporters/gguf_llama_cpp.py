@@ -225,7 +225,12 @@ def compare(runtime: LlamaCpp, reference: Any, tokenizer: Any, prompts: Sequence
         art_logits = torch.from_numpy(runtime.logits(ids))
         scale = max(float(ref_logits.abs().max()), 1e-12)
         worst_rel = max(worst_rel, float((ref_logits - art_logits).abs().max()) / scale)
+        # ftframe's continuation ends with the EOS it stopped at; llama.cpp's greedy stops before any
+        # end-of-generation token. Both are compared as answers (up to, not including, the stop token).
         ref_gen = greedy_ids(reference, tokenizer, ids, max_new_tokens)
+        cut = next((j for j, t in enumerate(ref_gen) if runtime.is_eog(t)), None)
+        ref_stop = tokenizer.eos_token_id if cut is None else ref_gen[cut]
+        ref_gen = ref_gen if cut is None else ref_gen[:cut]
         art_gen = runtime.greedy(ids, max_new_tokens)
         step = next((j for j, (a, b) in enumerate(zip(ref_gen, art_gen)) if a != b), None)
         if step is None and len(ref_gen) != len(art_gen):
@@ -237,7 +242,7 @@ def compare(runtime: LlamaCpp, reference: Any, tokenizer: Any, prompts: Sequence
             same_answers += 1
         else:
             last = position_logits(reference, ids + ref_gen[:step])[-1]
-            ref_next = ref_gen[step] if step < len(ref_gen) else tokenizer.eos_token_id
+            ref_next = ref_gen[step] if step < len(ref_gen) else ref_stop
             art_next = art_gen[step] if step < len(art_gen) else tokenizer.eos_token_id
             margin = float(last[ref_next] - last[art_next])
             partings.append({"prompt": n, "token": step + 1, "ftframe_margin": round(margin, 4)})
