@@ -41,7 +41,7 @@ saved = load_saved_run(sys.argv[1])
 kind, port = sys.argv[2], int(sys.argv[3])
 if kind == "serial":
     spec = importlib.util.spec_from_file_location("serial_serving", sys.argv[4])
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec); sys.modules["serial_serving"] = mod; spec.loader.exec_module(mod)
     app = mod.create_app(mod.ModelServer(saved.model, saved.tokenizer, "bench"))
 else:
     from ftframe.serving import ModelServer, ServeOptions, create_app
