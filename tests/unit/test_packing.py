@@ -66,7 +66,10 @@ def assert_same_training(model: torch.nn.Module, padded: dict, packed: dict, inn
     assert grads.keys() == packed_grads.keys() and grads
     for name, grad in grads.items():
         assert grad.abs().sum() > 0, name  # every adapter weight takes part
-        torch.testing.assert_close(packed_grads[name], grad, rtol=grad_rtol, atol=grad_rtol * 1e-2, msg=name)
+        # atol scales with the tensor: fp32 sums in another order differ by ~1e-6 of the largest entry (seen on
+        # AVX2-only CPUs), which a fixed atol of 1e-6 failed on entries near zero; a masking error is ~1e-2.
+        atol = grad_rtol * 1e-1 * float(grad.abs().max())
+        torch.testing.assert_close(packed_grads[name], grad, rtol=grad_rtol, atol=atol, msg=name)
 
 
 # ------------------------------------------------------------------------------------------ layout
