@@ -22,6 +22,7 @@ temporary artefact (see :func:`ftframe.io.atomic_path`), so a rejected export ne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,7 +31,8 @@ from ftframe.api import Message, Prediction
 from ftframe.engine.chat import pad_id, render
 from ftframe.engine.verify_options import VerificationFailed, VerifyOptions
 
-__all__ = ["VerificationFailed", "VerifyOptions", "compute_precision", "generates_text", "greedy_ids",
+__all__ = ["Parting", "VerificationFailed", "VerifyOptions", "compute_precision", "generates_text", "greedy_ids",
+           "greedy_parting",
            "position_logits", "tolerance_for",
            "verification_prompts", "verify_reload"]
 
@@ -90,6 +92,31 @@ def generates_text(model: Any) -> bool:
     """Whether ``model`` (or the model under its PEFT wrapper) generates text; a sequence classifier does not."""
     base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
     return bool(getattr(base, "can_generate", lambda: True)())
+
+
+@dataclass(frozen=True)
+class Parting:
+    """Where two greedy continuations part: ``step`` (0-based) and the reference's logit ``margin`` there (its
+    own token's logit minus the other's; a near-tie when small against ``scale``, the largest logit)."""
+
+    step: int
+    margin: float
+    scale: float
+
+
+def greedy_parting(reference: Any, ids: list[int], ref_gen: list[int], art_gen: list[int], ref_end: int | None,
+                   art_end: int | None) -> Parting | None:
+    """The first step at which ``art_gen`` leaves ``ref_gen`` (both continuations of ``ids``; where one is a
+    prefix of the other, the shorter one's end, read as ``ref_end``/``art_end``), or ``None`` when they agree."""
+    step = next((j for j, (a, b) in enumerate(zip(ref_gen, art_gen)) if a != b), None)
+    if step is None and len(ref_gen) != len(art_gen):
+        step = min(len(ref_gen), len(art_gen))
+    if step is None:
+        return None
+    last = position_logits(reference, ids + ref_gen[:step])[-1]
+    ref_next = ref_gen[step] if step < len(ref_gen) else ref_end
+    art_next = art_gen[step] if step < len(art_gen) else art_end
+    return Parting(step, float(last[ref_next] - last[art_next]), float(last.abs().max()))
 
 
 @torch.no_grad()
@@ -160,18 +187,12 @@ def _compare(reference: Any, exact_ref: Any, ref_tok: Any, artefact: Any, art_to
             continue
         ref_gen = greedy_ids(reference, ref_tok, ids, max_new_tokens)
         art_gen = greedy_ids(artefact, art_tok, ids, max_new_tokens)
-        step = next((j for j, (a, b) in enumerate(zip(ref_gen, art_gen)) if a != b), None)
-        if step is None and len(ref_gen) != len(art_gen):
-            step = min(len(ref_gen), len(art_gen))
-        tokens_compared += len(ref_gen) if step is None else step
-        if step is None:
+        parting = greedy_parting(reference, ids, ref_gen, art_gen, ref_tok.eos_token_id, art_tok.eos_token_id)
+        tokens_compared += len(ref_gen) if parting is None else parting.step
+        if parting is None:
             continue
-        prefix = ids + ref_gen[:step]
-        last = position_logits(reference, prefix)[-1]
-        ref_next = ref_gen[step] if step < len(ref_gen) else ref_tok.eos_token_id
-        art_next = art_gen[step] if step < len(art_gen) else art_tok.eos_token_id
-        margin = float(last[ref_next] - last[art_next])
-        if margin > greedy_rtol * float(last.abs().max()):
+        step, margin = parting.step, parting.margin
+        if margin > greedy_rtol * parting.scale:
             raise VerificationFailed(
                 f"{what}: greedy output differs from the in-memory model on test prompt {n} at token {step + 1} "
                 f"({ref_tok.decode(ref_gen)!r} vs {art_tok.decode(art_gen)!r}; logit margin {margin:.3g} is no "

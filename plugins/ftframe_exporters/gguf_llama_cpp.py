@@ -200,7 +200,7 @@ def compare(runtime: LlamaCpp, reference: Any, tokenizer: Any, prompts: Sequence
     import torch
 
     from ftframe.engine.chat import encode, prompt_ids, render
-    from ftframe.engine.verify import greedy_ids, position_logits
+    from ftframe.engine.verify import greedy_ids, greedy_parting, position_logits
     from ftframe_exporters.gguf_writer import CHKTXT
 
     if not prompts:
@@ -232,22 +232,17 @@ def compare(runtime: LlamaCpp, reference: Any, tokenizer: Any, prompts: Sequence
         ref_stop = tokenizer.eos_token_id if cut is None else ref_gen[cut]
         ref_gen = ref_gen if cut is None else ref_gen[:cut]
         art_gen = runtime.greedy(ids, max_new_tokens)
-        step = next((j for j, (a, b) in enumerate(zip(ref_gen, art_gen)) if a != b), None)
-        if step is None and len(ref_gen) != len(art_gen):
-            step = min(len(ref_gen), len(art_gen))
+        parting = greedy_parting(reference, ids, ref_gen, art_gen, ref_stop, tokenizer.eos_token_id)
         tokens_total += len(ref_gen)
-        tokens_matched += len(ref_gen) if step is None else step
+        tokens_matched += len(ref_gen) if parting is None else parting.step
         answer = tokenizer.decode(ref_gen, skip_special_tokens=True)
-        if step is None:
+        if parting is None:
             same_answers += 1
         else:
-            last = position_logits(reference, ids + ref_gen[:step])[-1]
-            ref_next = ref_gen[step] if step < len(ref_gen) else ref_stop
-            art_next = art_gen[step] if step < len(art_gen) else tokenizer.eos_token_id
-            margin = float(last[ref_next] - last[art_next])
+            step, margin = parting.step, parting.margin
             partings.append({"prompt": n, "token": step + 1, "ftframe_margin": round(margin, 4)})
             if exact:
-                if margin > rtol * float(last.abs().max()):
+                if margin > rtol * parting.scale:
                     raise VerificationFailed(
                         f"{what}: llama.cpp's greedy answer to test prompt {n} differs from ftframe's at token "
                         f"{step + 1} ({tokenizer.decode(art_gen)!r} vs {answer!r}; ftframe's logit margin {margin:.3g} is "

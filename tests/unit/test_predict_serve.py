@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from loopback import uvicorn_on_loopback
 
 from ftframe.commands import main
 from ftframe.engine.saved_run import load_saved_run
@@ -31,22 +29,10 @@ def saved(run_dir):
 @pytest.fixture(scope="module")
 def server(saved):
     """The app on a real loopback port, served by uvicorn in a thread."""
-    import uvicorn
-
     from ftframe.serving import ModelServer, create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(ModelServer(saved.model, saved.tokenizer, "tiny"), token=TOKEN)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join()
+    with uvicorn_on_loopback(create_app(ModelServer(saved.model, saved.tokenizer, "tiny"), token=TOKEN)) as (url, _, _):
+        yield url
 
 
 @pytest.fixture

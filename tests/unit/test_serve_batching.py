@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
 import pytest
+from loopback import uvicorn_on_loopback
 
 from ftframe.engine.saved_run import load_saved_run
 from ftframe.serving import ModelServer, ServeOptions, create_app
@@ -30,23 +29,12 @@ def saved(finished_run_copy):
 def serving(saved, *, slow: float = 0.0, **options):
     """A server on a free loopback port (uvicorn in a thread); ``slow`` seconds added to each forward pass
     so that requests overlap and stay in flight long enough to be observed."""
-    import uvicorn
-
     hook = saved.model.register_forward_pre_hook(lambda *a: time.sleep(slow)) if slow else None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = ModelServer(saved.model, saved.tokenizer, "tiny", ServeOptions(**options))
-    srv = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}/v1", server, srv, thread
+        with uvicorn_on_loopback(create_app(server)) as (url, srv, thread):
+            yield url, server, srv, thread
     finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
         if hook is not None:
             hook.remove()
 
@@ -100,9 +88,8 @@ def test_response_format_json_schema_and_json_object(saved):
 def test_a_bad_response_format_is_a_400_naming_it(saved, response_format, param):
     from openai import BadRequestError
 
-    with serving(saved) as (url, _, _, _):
-        with pytest.raises(BadRequestError) as info:
-            ask(url, "x", max_tokens=4, response_format=response_format)
+    with serving(saved) as (url, _, _, _), pytest.raises(BadRequestError) as info:
+        ask(url, "x", max_tokens=4, response_format=response_format)
     assert info.value.status_code == 400 and info.value.body["param"] == param
 
 
@@ -150,9 +137,8 @@ def test_a_request_past_its_time_limit_is_504_and_leaves_the_batch(saved):
 def test_a_prompt_over_the_limit_is_a_400(saved):
     from openai import BadRequestError
 
-    with serving(saved, max_prompt_tokens=5) as (url, _, _, _):
-        with pytest.raises(BadRequestError) as info:
-            ask(url, "a prompt that is certainly longer than five tokens", max_tokens=2)
+    with serving(saved, max_prompt_tokens=5) as (url, _, _, _), pytest.raises(BadRequestError) as info:
+        ask(url, "a prompt that is certainly longer than five tokens", max_tokens=2)
     assert info.value.code == "context_length_exceeded" and "--max-prompt-tokens" in info.value.message
 
 

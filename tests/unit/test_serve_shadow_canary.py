@@ -9,12 +9,10 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from loopback import uvicorn_on_loopback
 
 from ftframe.commands import main
 from ftframe.engine.saved_run import load_saved_run
@@ -66,22 +64,9 @@ def shadow(champion, runs):
 def serving(model, tokenizer, *, challenger=None, log=None, source=""):
     """A server on a free loopback port (uvicorn in a thread); leaving it waits for shadow answers and
     closes the log."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     server = ModelServer(model, tokenizer, "tiny", challenger=challenger, request_log=log, source=source)
-    srv = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1", server
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)
+    with uvicorn_on_loopback(create_app(server)) as (url, _srv, _thread):
+        yield url, server
 
 
 def ask(url: str, text: str, user: str | None = None, stream: bool = False) -> str:
