@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-from loopback import uvicorn_on_loopback
+from uvicorn_loopback import uvicorn_on_loopback
 
 from ftframe.commands import main
 from ftframe.engine.saved_run import load_saved_run

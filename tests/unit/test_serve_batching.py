@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
 import pytest
-from loopback import uvicorn_on_loopback
+from uvicorn_loopback import uvicorn_on_loopback
 
 from ftframe.engine.saved_run import load_saved_run
 from ftframe.serving import ModelServer, ServeOptions, create_app

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from loopback import uvicorn_on_loopback
+from uvicorn_loopback import uvicorn_on_loopback
 
 from ftframe.commands import main
 from ftframe.engine.saved_run import load_saved_run
