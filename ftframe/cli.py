@@ -20,7 +20,7 @@ from ftframe.errors import FtframeError
 from ftframe.plugins import Registry, get_plugin_manager, show_warnings_plainly
 
 
-def _precheck(argv: list[str], registry: Registry) -> None:
+def precheck(argv: list[str], registry: Registry) -> None:
     """Compose each job's overrides once before Hydra runs, so config mistakes get a friendly message.
 
     Hydra prints composition errors without the "did you mean" a user needs; composing here first is
@@ -114,7 +114,7 @@ def main() -> None:
         registry = Registry(pm)
         store_schemas(registry)
         sys.argv[1:] = task_choice(sys.argv[1:])  # +task=NAME selects the task group as task=NAME does
-        _precheck(sys.argv[1:], registry)
+        precheck(sys.argv[1:], registry)
     except FtframeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None

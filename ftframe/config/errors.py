@@ -94,7 +94,11 @@ def friendly(exc: BaseException, options_for: Callable[[str], list[str]] | None 
                           f"(a task's options for one backend go in conf/task_backend/<task>/<backend>.yaml).")
             valid = f" Valid keys here: {', '.join(sorted(keys))}." if keys and not hint and not extra else ""
             if not keys and "." in full_key:
-                valid = f" '{full_key.rsplit('.', 1)[0]}' has no options."
+                parent = full_key.rsplit(".", 1)[0]
+                # an empty mapping (a plugin's free-form dict option, e.g. judge_options): Hydra only adds keys
+                # it does not know yet with a leading +, which no error of its own says
+                valid = (f" '{parent}' is empty: add a key to it with a leading +, "
+                         f"'+{full_key}=...' or '+{parent}={{...}}'.")
             return f"Unknown config key '{full_key or key}'{hint}.{extra}{valid}"
         if isinstance(err, ValidationError):
             key = getattr(err, "full_key", "") or "?"

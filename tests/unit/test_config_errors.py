@@ -42,6 +42,16 @@ def test_unknown_plugin_key_names_full_key(pm):
     assert "backend.zzz" in msg and "Valid keys here" in msg and " r," in msg  # no guess: the keys are listed
 
 
+def test_a_key_into_an_empty_mapping_says_to_add_it_with_plus(pm, data_file):
+    """A free-form dict option (the preference metric's judge_options) is empty: Hydra adds keys only with +."""
+    base = [f"data.path={data_file}", "metrics=[macro_f1,preference]"]
+    msg = compose_error(pm, [*base, "metrics.preference.judge_options={model: hf_local}"])
+    assert "'metrics.preference.judge_options' is empty: add a key to it with a leading +" in msg
+    assert "'+metrics.preference.judge_options={...}'" in msg
+    cfg = compose([*base, "+metrics.preference.judge_options={model: hf_local}"], pm=pm)
+    assert cfg.metrics.preference.judge_options.model == "hf_local"
+
+
 def test_every_unknown_key_and_wrong_type_is_reported_at_once(pm):
     """The example of docs/configuration.md: Hydra stops at the first mistake, ftframe reports each."""
     with pytest.raises(ConfigError) as err:
