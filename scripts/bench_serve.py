@@ -5,7 +5,10 @@ Both serve the same finished run's model, each in its own process on a free loop
 
 - ``batched``: today's server (``ftframe.serving``; every request joins one decoding batch);
 - ``serial``: the server as it was before batching (``ftframe/serving.py`` at git revision ``--serial-rev``,
-  read with ``git show``: one lock, each request generated alone with transformers' ``generate``).
+  read with ``git show``: one lock, each request generated alone with transformers' ``generate``), by
+  default on the weights the batched server holds (fp32, adapter merged), so both compute the same greedy
+  answers; ``--serial-weights as-loaded`` runs it as it ran, on the weights as loaded (a bf16 run: bf16, which
+  on a CPU decodes faster, memory-bound, and answers differently where bf16 rounding flips a choice).
 
 For each client count (``--clients``, default 1, 8, 32), every client sends ``--requests`` requests one
 after another (half of the clients stream), greedy, prompts drawn in turn from the run's test split.
@@ -27,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +42,9 @@ from ftframe.engine.saved_run import load_saved_run
 saved = load_saved_run(sys.argv[1])
 kind, port = sys.argv[2], int(sys.argv[3])
 if kind == "serial":
+    if sys.argv[5] == "fp32":  # the weights the batched server holds: fp32, adapter merged
+        from ftframe.engine.predict import evaluating
+        held = evaluating(saved.model, "fp32"); held.__enter__()
     spec = importlib.util.spec_from_file_location("serial_serving", sys.argv[4])
     mod = importlib.util.module_from_spec(spec); sys.modules["serial_serving"] = mod; spec.loader.exec_module(mod)
     app = mod.create_app(mod.ModelServer(saved.model, saved.tokenizer, "bench"))
@@ -58,6 +63,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--serial-rev", default="448bb38", help="git revision of the serial server")
+    p.add_argument("--serial-weights", choices=("fp32", "as-loaded"), default="fp32",
+                   help="fp32: the serial server holds the weights the batched one does (fp32, adapter merged: "
+                        "the same greedy answers); as-loaded: as that server ran, on the run's weights as "
+                        "loaded (bf16 for a bf16 run, adapter unmerged)")
     p.add_argument("--only", choices=("batched", "serial"), help="run one server only")
     p.add_argument("--json", help="write the results here")
     return p.parse_args()
@@ -69,11 +78,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(kind: str, run_dir: str, extra: str) -> tuple[subprocess.Popen, str]:
+def start(kind: str, run_dir: str, extra: str, weights: str = "fp32") -> tuple[subprocess.Popen, str]:
     import httpx2 as httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, run_dir, kind, str(port), extra],
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, run_dir, kind, str(port), extra, weights],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 300
@@ -156,7 +165,8 @@ def main() -> int:
         kinds = [args.only] if args.only else ["serial", "batched"]
         rows, answers = [], {}
         for kind in kinds:
-            proc, url = start(kind, args.run_dir, str(serial_src) if kind == "serial" else str(args.max_batch))
+            proc, url = start(kind, args.run_dir, str(serial_src) if kind == "serial" else str(args.max_batch),
+                              args.serial_weights)
             try:
                 one(url, prompts[0], False, 4)  # warm-up
                 rss0 = rss_mb(proc.pid)
@@ -178,11 +188,13 @@ def main() -> int:
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
-    same = None
+    same, differ = None, []
     if not args.only:
         keys = {p for k, p in answers if k == "batched"}
-        same = sum(answers.get(("batched", p)) == answers.get(("serial", p)) and len(answers[("batched", p)]) == 1
-                   for p in keys), len(keys)
+        differ = [{"prompt": p, "batched": sorted(answers[("batched", p)]), "serial": sorted(answers.get(("serial", p), []))}
+                  for p in keys
+                  if answers.get(("batched", p)) != answers.get(("serial", p)) or len(answers[("batched", p)]) != 1]
+        same = len(keys) - len(differ), len(keys)
     print("\n| server | clients | requests | p50 latency | p95 latency | generated tokens/s | 5xx | streams intact | server RSS |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -196,7 +208,8 @@ def main() -> int:
     if same is not None:
         print(f"prompts answered identically by both servers (and the same every time): {same[0]}/{same[1]}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "identical": same}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "identical": same,
+                                               "differ": differ if not args.only else None}, indent=1, default=str))
     return 0
 
 

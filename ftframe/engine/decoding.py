@@ -115,6 +115,35 @@ def prefill(model: Any, rows: list[list[int]], pad: int) -> tuple[torch.Tensor, 
     return mask, cache, logits
 
 
+MAX_PREFILL_PADDING = 0.1
+"""A prefill pass holds prompts whose padding adds at most this share to their tokens (see
+:func:`prefill_groups`)."""
+
+
+def prefill_groups(lengths: Sequence[int], max_padding: float = MAX_PREFILL_PADDING) -> list[list[int]]:
+    """Indices of prompts grouped for prefill, shortest first, each group padded by at most ``max_padding``
+    of its tokens.
+
+    Prefilling prompts of mixed lengths in one left-padded pass computes every padding position as well;
+    on a CPU the pass is compute-bound, so batching saves nothing to pay for it (measured on triage prompts
+    of 45-305 tokens, the embedded model: 64 prompts alone 12.7 s, in padded fours 15.5 s, in padded eights
+    22.5 s). Requests arriving at a server come in any mix of lengths; a test set sorted by length
+    mostly stays in a few groups."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    tokens = 0
+    for i in order:
+        group = groups[-1] if groups else None
+        # sorted ascending: the new prompt is the longest, so the padded pass is len(group+1) * lengths[i]
+        if group is not None and (len(group) + 1) * lengths[i] <= (1 + max_padding) * (tokens + lengths[i]):
+            group.append(i)
+            tokens += lengths[i]
+        else:
+            groups.append([i])
+            tokens = lengths[i]
+    return groups
+
+
 @dataclass
 class Sampling:
     """How a row picks its tokens: greedy (``temperature`` 0) or sampled, reproducibly with ``seed``."""
@@ -183,11 +212,7 @@ class BatchDecoder:
     def can_join(self) -> bool:
         """Whether rows can be merged into a running batch (transformers' plain dynamic cache layers;
         other caches, e.g. sliding-window ones, decode one admitted group at a time)."""
-        if self.cache is None:
-            return True
-        from transformers.cache_utils import DynamicLayer
-
-        return all(type(layer) is DynamicLayer for layer in getattr(self.cache, "layers", [None]))
+        return self.cache is None or _mergeable(self.cache)
 
     # ------------------------------------------------------------------------------------------- join
     @torch.no_grad()
@@ -202,25 +227,37 @@ class BatchDecoder:
             return done
         if self.rows and not self.can_join:
             raise RuntimeError("this model's cache cannot take new rows while others decode; wait for them")
-        mask, cache, logits = prefill(self.model, [r.prompt for r in todo], self.pad_id)
-        next_pos = mask.sum(-1, keepdim=True)
-        if not self.rows:
-            self.cache, self.mask, self.next_pos, self.logits = cache, mask, next_pos, logits
+        groups = prefill_groups([len(r.prompt) for r in todo])
+        parts = []
+        for group in groups:
+            mask, cache, logits = prefill(self.model, [todo[i].prompt for i in group], self.pad_id)
+            parts.append((mask, cache, logits, mask.sum(-1, keepdim=True)))
+            if len(groups) > 1 and not _mergeable(cache):  # e.g. sliding-window layers: one padded pass
+                groups = [list(range(len(todo)))]
+                mask, cache, logits = prefill(self.model, [r.prompt for r in todo], self.pad_id)
+                parts = [(mask, cache, logits, mask.sum(-1, keepdim=True))]
+                break
+        if not self.rows and len(parts) == 1:
+            self.mask, self.cache, self.logits, self.next_pos = parts[0]
         else:
-            self._merge(mask, cache, logits, next_pos)
-        self.rows.extend(todo)
+            self._merge(parts)
+        self.rows.extend(todo[i] for group in groups for i in group)  # the order of the cache's rows
         return done
 
-    def _merge(self, mask: torch.Tensor, cache: Any, logits: torch.Tensor, next_pos: torch.Tensor) -> None:
-        assert self.mask is not None and self.logits is not None and self.next_pos is not None
-        old, new = self.mask.shape[1], mask.shape[1]
-        width = max(old, new)
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys = torch.cat([_pad_seq(mine.keys, width), _pad_seq(theirs.keys, width)], dim=0)
-            mine.values = torch.cat([_pad_seq(mine.values, width), _pad_seq(theirs.values, width)], dim=0)
-        self.mask = torch.cat([_pad_mask(self.mask, width), _pad_mask(mask, width)], dim=0)
-        self.next_pos = torch.cat([self.next_pos, next_pos], dim=0)
-        self.logits = torch.cat([self.logits, logits.to(self.logits.dtype)], dim=0)
+    def _merge(self, parts: list[tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]]) -> None:
+        """Append prefilled groups ``(mask, cache, logits, next_pos)`` to the batch: one copy of each layer."""
+        if self.cache is not None:
+            assert self.mask is not None and self.logits is not None and self.next_pos is not None
+            parts = [(self.mask, self.cache, self.logits, self.next_pos), *parts]
+        width = max(mask.shape[1] for mask, _, _, _ in parts)
+        target = parts[0][1]
+        for k, layer in enumerate(target.layers):
+            layer.keys = torch.cat([_pad_seq(p[1].layers[k].keys, width) for p in parts], dim=0)
+            layer.values = torch.cat([_pad_seq(p[1].layers[k].values, width) for p in parts], dim=0)
+        self.cache = target
+        self.mask = torch.cat([_pad_mask(p[0], width) for p in parts], dim=0)
+        self.logits = torch.cat([p[2].to(parts[0][2].dtype) for p in parts], dim=0)
+        self.next_pos = torch.cat([p[3] for p in parts], dim=0)
 
     # ------------------------------------------------------------------------------------------ leave
     def cancel(self, keys: set[Any]) -> list[Row]:
@@ -301,6 +338,13 @@ class BatchDecoder:
                 llt.fill_next_token_bitmask(row.matcher, bitmask, k)
         llt.apply_token_bitmask_inplace(logits, bitmask.to(logits.device))
         return logits
+
+
+def _mergeable(cache: Any) -> bool:
+    """Whether ``cache``'s rows can be concatenated with another's (transformers' plain dynamic layers)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
 
 
 def _pad_seq(t: torch.Tensor, width: int) -> torch.Tensor:

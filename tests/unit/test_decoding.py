@@ -153,3 +153,17 @@ def test_zero_new_tokens_and_an_empty_decoder(predictor):
     done = decoder.add([Row([1, 2, 3], 0)])
     assert done[0].finish == "length" and len(decoder) == 0
     assert torch.is_grad_enabled()  # decoding under no_grad does not leak the mode
+
+
+@pytest.mark.parametrize("lengths", [[5], [10, 10, 10], [45, 300, 46, 120, 47, 305, 118], list(range(1, 60, 7))])
+def test_prefill_groups_cover_every_prompt_and_bound_the_padding(lengths):
+    from ftframe.engine.decoding import MAX_PREFILL_PADDING, prefill_groups
+
+    groups = prefill_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        padded = len(g) * max(lengths[i] for i in g)
+        assert padded <= (1 + MAX_PREFILL_PADDING) * sum(lengths[i] for i in g)
+    if len(set(lengths)) == 1:
+        assert len(groups) == 1  # equal lengths: one pass
+    assert prefill_groups([45, 300, 46]) == [[0, 2], [1]]
