@@ -208,8 +208,7 @@ def main() -> int:
     if same is not None:
         print(f"prompts answered identically by both servers (and the same every time): {same[0]}/{same[1]}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "identical": same,
-                                               "differ": differ if not args.only else None}, indent=1, default=str))
+        Path(args.json).write_text(json.dumps({"rows": rows, "identical": same, "differ": differ}, indent=1))
     return 0
 
 

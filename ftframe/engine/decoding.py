@@ -232,11 +232,6 @@ class BatchDecoder:
         for group in groups:
             mask, cache, logits = prefill(self.model, [todo[i].prompt for i in group], self.pad_id)
             parts.append((mask, cache, logits, mask.sum(-1, keepdim=True)))
-            if len(groups) > 1 and not _mergeable(cache):  # e.g. sliding-window layers: one padded pass
-                groups = [list(range(len(todo)))]
-                mask, cache, logits = prefill(self.model, [r.prompt for r in todo], self.pad_id)
-                parts = [(mask, cache, logits, mask.sum(-1, keepdim=True))]
-                break
         if not self.rows and len(parts) == 1:
             self.mask, self.cache, self.logits, self.next_pos = parts[0]
         else:
@@ -245,7 +240,10 @@ class BatchDecoder:
         return done
 
     def _merge(self, parts: list[tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]]) -> None:
-        """Append prefilled groups ``(mask, cache, logits, next_pos)`` to the batch: one copy of each layer."""
+        """Append prefilled groups ``(mask, cache, logits, next_pos)`` to the batch: one copy of each layer.
+        (:func:`prefill` builds plain dynamic caches, which concatenate; any other kind is refused here.)"""
+        if not all(_mergeable(p[1]) for p in parts):
+            raise RuntimeError("these KV caches cannot be concatenated (not plain dynamic layers)")
         if self.cache is not None:
             assert self.mask is not None and self.logits is not None and self.next_pos is not None
             parts = [(self.mask, self.cache, self.logits, self.next_pos), *parts]

@@ -25,6 +25,7 @@ BY_TEXT: dict[str, list[DocCommand]] = {}
 for _c in COMMANDS:
     BY_TEXT.setdefault(_c.text, []).append(_c)
 FAILURE_SHOWN = re.compile(r"^(error:|\d+ problem\(s\):)")
+PLAN_KEYS = {"not_run", "files", "replace"}
 
 
 def kind(argv: list[str]) -> str:
@@ -55,8 +56,8 @@ def test_every_doc_command_is_run_or_listed():
     for text, entry in PLAN.items():
         if text not in BY_TEXT:
             problems.append(f"{PLAN_FILE.name}: `{text}` is in no doc any more: remove its entry")
-        if set(entry) - {"not_run", "files", "replace"}:
-            problems.append(f"{PLAN_FILE.name}: `{text}`: unknown keys {sorted(set(entry) - {'not_run', 'files', 'replace'})}")
+        if unknown := sorted(set(entry) - PLAN_KEYS):
+            problems.append(f"{PLAN_FILE.name}: `{text}`: unknown keys {unknown}")
         if "not_run" in entry and len(entry["not_run"]) < 20:
             problems.append(f"{PLAN_FILE.name}: `{text}`: not_run needs a reason")
     assert not problems, "\n".join(problems)
@@ -144,7 +145,6 @@ def _run(argv: list[str], registry, capsys) -> tuple[int, str]:
 def test_doc_command(text, checkout, tiny_model_dir, finished_run_dir, registry, capsys):
     entry = PLAN.get(text, {})
     first = BY_TEXT[text][0]
-    argv = first.argv
     for word, value in entry.get("replace", {}).items():
         assert word in text, f"{PLAN_FILE.name}: `{text}` has no {word!r} to replace"
         text = text.replace(word, value.replace("@tiny_model", str(tiny_model_dir)))
@@ -215,8 +215,10 @@ def test_doc_snippets(file, tmp_path, monkeypatch):
                 kwargs["tmp_path"].mkdir()
             func(**kwargs)
     finally:
-        for name in set(sys.modules) - before:  # the reader's modules stay out of the other tests
-            del sys.modules[name]
+        for name in set(sys.modules) - before:  # the reader's modules (not what they imported) leave with the test
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            if Path(origin).is_relative_to(src):
+                del sys.modules[name]
 
 
 def _write_module(src: Path, relpath: str, code: str) -> None:

@@ -167,3 +167,22 @@ def test_prefill_groups_cover_every_prompt_and_bound_the_padding(lengths):
     if len(set(lengths)) == 1:
         assert len(groups) == 1  # equal lengths: one pass
     assert prefill_groups([45, 300, 46]) == [[0, 2], [1]]
+
+
+def test_a_cache_that_cannot_be_concatenated_is_refused(predictor):
+    """Rows joining a batch whose cache has sliding-window layers would be merged wrongly: refused instead."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    encoded = predictor._encode_prompts(PROMPTS[:2])
+    decoder = predictor.decoder()
+    decoder.add([Row(encoded[0], 4, key=0)])
+    sliding = DynamicCache()
+    sliding.layers = [DynamicSlidingWindowLayer(sliding_window=4) for _ in decoder.cache.layers]
+    assert decoder.can_join  # the running batch itself is plain
+    with pytest.raises(RuntimeError, match="cannot be concatenated"):
+        decoder._merge([(decoder.mask, sliding, decoder.logits, decoder.next_pos)])
+    decoder.cache = sliding
+    assert not decoder.can_join
+    with pytest.raises(RuntimeError, match="cannot take new rows"):
+        decoder.add([Row(encoded[1], 4, key=1)])
