@@ -64,6 +64,10 @@ class Example:
             return self.chosen.get("content")
         for m in reversed(self.messages):
             if m.get("role") == "assistant":
+                if m.get("tool_calls"):  # its text, then one <tool_call> block per call (ftframe.tool_calls)
+                    from ftframe.tool_calls import reply_text
+
+                    return reply_text(m)
                 return m.get("content")
         return None
 

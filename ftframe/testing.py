@@ -19,6 +19,43 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+QWEN_TOOLS_TEMPLATE = (
+    # Qwen2.5-Instruct's tool layout: tools as JSON lines inside <tools></tools> in the system turn, each call as
+    # <tool_call>{"name", "arguments"}</tool_call> in the assistant turn, tool results as <tool_response> blocks
+    # in a user turn (consecutive results share one).
+    "{%- set default_system = 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' %}"
+    "{%- set first_system = messages and messages[0]['role'] == 'system' %}"
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\n' + (messages[0]['content'] if first_system else default_system) }}"
+    "{{- '\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n'"
+    " + 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments within '"
+    " + '<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": '"
+    " + '<args-json-object>}\n</tool_call><|im_end|>\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\n' + (messages[0]['content'] if first_system else default_system) + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' or (message['role'] == 'system' and not loop.first)"
+    " or (message['role'] == 'assistant' and not message.get('tool_calls')) %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant' }}{%- if message['content'] %}{{- '\n' + message['content'] }}{%- endif %}"
+    "{%- for call in message['tool_calls'] %}{%- set fn = call['function'] if call['function'] is defined else call %}"
+    "{{- '\n<tool_call>\n{\"name\": \"' + fn['name'] + '\", \"arguments\": ' + (fn['arguments'] | tojson)"
+    " + '}\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\n<tool_response>\n' + message['content'] + '\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+"""A Qwen2.5-style chat template that renders ``tools``, assistant ``tool_calls`` and ``tool`` results
+(``tiny_model(path, chat_template=QWEN_TOOLS_TEMPLATE)``): written after Qwen2.5-Instruct's template, so tool
+calling is tested without a download."""
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.", "Bitte helfen Sie mir, meine Rechnung ist falsch.",
     "My parcel has not arrived yet, where is it?", "Ich möchte mein Abo kündigen.",
@@ -45,8 +82,8 @@ def compose(overrides: Sequence[str] = (), *, plugins: Iterable[Any] = (), pm: A
     return _compose(overrides, registry=Registry(pm))
 
 
-def tiny_tokenizer(path: str | Path) -> Path:
-    """Write a small byte-level BPE tokenizer with a ChatML chat template to ``path``."""
+def tiny_tokenizer(path: str | Path, *, chat_template: str = CHATML_TEMPLATE) -> Path:
+    """Write a small byte-level BPE tokenizer with a ChatML chat template (or ``chat_template``) to ``path``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -59,18 +96,20 @@ def tiny_tokenizer(path: str | Path) -> Path:
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = chat_template
     fast.save_pretrained(path)
     return path
 
 
-def tiny_model(path: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
-    """Write a tiny random Llama causal LM and its tokenizer to ``path`` (an ``hf_local`` model folder)."""
+def tiny_model(path: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2,
+               chat_template: str = CHATML_TEMPLATE) -> Path:
+    """Write a tiny random Llama causal LM and its tokenizer to ``path`` (an ``hf_local`` model folder);
+    ``chat_template=QWEN_TOOLS_TEMPLATE`` gives it a tools-aware template."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
-    tiny_tokenizer(path)
+    tiny_tokenizer(path, chat_template=chat_template)
     tok = AutoTokenizer.from_pretrained(path)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,

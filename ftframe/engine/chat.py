@@ -14,6 +14,7 @@ from typing import Any
 
 from ftframe.api import Message
 from ftframe.errors import DataError
+from ftframe.tool_calls import message_tool_calls, template_arguments
 
 
 @dataclass
@@ -30,8 +31,16 @@ class Encoded:
 
 
 def _plain(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    # Templates expect role/content (and tool fields); our own keys such as `weight` stay out.
-    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+    # Templates expect role/content (and tool fields); our own keys such as `weight` stay out. An assistant tool
+    # call without text gets content "" (templates that write `message['content']` fail on a missing one), and
+    # JSON-string tool-call arguments become objects, the shape Hugging Face templates render (`| tojson`).
+    out = []
+    for m in messages:
+        plain = {k: v for k, v in m.items() if k != "weight"}
+        if plain.get("content") is None:
+            plain["content"] = ""
+        out.append(template_arguments(plain))
+    return out
 
 
 def render(tokenizer: Any, messages: Sequence[Message], *, generation_prompt: bool = False,
@@ -86,3 +95,33 @@ def prompt_ids(tokenizer: Any, messages: Sequence[Message], tools: list | None =
     """Token ids of the prompt exactly as training saw it before an assistant reply."""
     return tokenizer(render(tokenizer, messages, generation_prompt=True, tools=tools),
                      add_special_tokens=False)["input_ids"]
+
+
+def tool_rendering_problem(tokenizer: Any, messages: Sequence[Message], tools: list | None = None) -> str | None:
+    """What of a tool conversation the chat template leaves out of the text it renders, or None.
+
+    A template that ignores ``tools``, ``tool_calls`` or ``tool`` messages (SmolLM2's writes only role and
+    content) renders them as nothing: a tool call would silently vanish from the training text. Checked: the
+    tool definitions change the text; each call's function name and top-level argument keys are in the text of
+    its own assistant turn; each tool result's content is in the text.
+    """
+    has_calls = any(m.get("tool_calls") for m in messages)
+    if not (tools or has_calls or any(m.get("role") == "tool" for m in messages)):
+        return None
+    text = render(tokenizer, messages, tools=tools)
+    if tools and text == render(tokenizer, messages):
+        names = [t.get("function", t).get("name") for t in tools if isinstance(t, dict)]
+        return f"the tool definitions are not rendered (the text is the same without them: {', '.join(map(str, names[:3]))})"
+    for i, m in enumerate(messages):
+        if m.get("role") == "tool" and isinstance(m.get("content"), str) and m["content"].strip() not in text:
+            return f"message {i}: the tool result is not rendered"
+        if m.get("role") != "assistant" or not m.get("tool_calls"):
+            continue
+        head = render(tokenizer, messages[:i], generation_prompt=True, tools=tools) if i else ""
+        turn = render(tokenizer, messages[: i + 1], tools=tools)[len(head):]
+        for call in message_tool_calls(m):
+            keys = list(call.arguments) if isinstance(call.arguments, dict) else []
+            lost = [k for k in [call.name, *keys] if k not in turn]
+            if lost:
+                return f"message {i}: the tool call {call.name}(...) is not rendered ({', '.join(lost[:3])} missing)"
+    return None

@@ -31,6 +31,8 @@ ERROR_TYPES = {
     "invalid_weight": "a message weight other than 0 or 1",
     "invalid_preference": "a preference pair whose chosen/rejected reply is missing or malformed",
     "malformed_json": "the line is not valid JSON",
+    "invalid_tool_call": "an assistant tool call not shaped {type: function, function: {name, arguments: JSON}}",
+    "invalid_tools": "'tools' is not a list of {type: function, function: {name, ...}} definitions",
     "kto_unsupported": "KTO data (single replies labelled good/bad) is not supported",
 }
 """Every error type a record can have, with what it means (shown in the preflight report)."""
@@ -87,8 +89,47 @@ def _one_message(m: dict[str, Any], at: str) -> list[FormatError]:
         out.append(FormatError("empty_assistant_message", f"{at}: empty assistant reply"))
     if "weight" in m and m["weight"] not in (0, 1):
         out.append(FormatError("invalid_weight", f"{at}: weight must be 0 or 1, got {m['weight']!r}"))
+    if m.get("tool_calls") is not None:
+        problem = tool_calls_problem(m["tool_calls"]) if role == "assistant" else "only assistant messages make tool calls"
+        if problem:
+            out.append(FormatError("invalid_tool_call", f"{at}: tool_calls: {problem}"))
     return out
 
+
+def tool_calls_problem(calls: Any) -> str | None:
+    """Why an assistant message's ``tool_calls`` are not OpenAI's shape, or None."""
+    import json
+
+    if not isinstance(calls, list):
+        return f"expected a list, got {type(calls).__name__}"
+    for k, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or call.get("type", "function") != "function":
+            return f"item {k}: expected {{\"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}"
+        if not isinstance(fn.get("name"), str) or not fn["name"].strip():
+            return f"item {k}: the function has no 'name'"
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                json.loads(args)
+            except json.JSONDecodeError as exc:
+                return f"item {k} ({fn['name']}): 'arguments' is not valid JSON ({json_problem(exc)})"
+        elif not isinstance(args, dict):
+            return f"item {k} ({fn['name']}): 'arguments' must be a JSON string or an object, got {type(args).__name__}"
+    return None
+
+
+def tools_problem(tools: Any) -> str | None:
+    """Why a record's ``tools`` are not a list of OpenAI function definitions, or None."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return f"'tools' must be a list, got {type(tools).__name__}"
+    for k, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or tool.get("type") != "function" or not isinstance(fn.get("name"), str):
+            return f"'tools' item {k}: expected {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"
+    return None
 
 def reply_errors(reply: Any, key: str) -> list[FormatError]:
     """Problems of one side of a preference pair: a single assistant message."""
@@ -114,6 +155,8 @@ def record_errors(record: Any) -> list[FormatError]:
     if unknown:
         out.append(FormatError("unrecognized_key", f"unrecognised key(s) {sorted(unknown)}; allowed: "
                                                    f"{sorted(allowed)}"))
+    if tools_problem(record.get("tools")):
+        out.append(FormatError("invalid_tools", str(tools_problem(record.get("tools")))))
     out += message_errors(record.get("messages"), require_assistant=not preference)
     if preference:
         for key in ("chosen", "rejected"):

@@ -11,6 +11,7 @@ from ftframe.api import Example, Rejected
 from ftframe.preflight.format_checks import ERROR_TYPES
 from ftframe.preflight.overlap import duplicate_groups, leakage
 from ftframe.preflight.tokens import TokenCount, count_tokens, distribution
+from ftframe.preflight.tool_render import tool_problem, tool_section
 
 TOO_LONG = ("truncate", "drop", "chunk")
 
@@ -104,6 +105,8 @@ def build_report(*, splits: dict[str, list[Example]], rejected: Sequence[Rejecte
     leaks = leakage(splits.get("train", []), held_out) if held_out else {"exact": [], "near": []}
     report["leakage"] = {"exact": len(leaks["exact"]), "near": len(leaks["near"]), "where": leaks,
                          "level": leak_level}
+    report["tools"] = tool_section(tokenizer, everything,
+                                   str(report.get("model") or report.get("tokenizer") or "the model"))
     report["problems"] = problems(report, leak_level)
     return report
 
@@ -114,6 +117,9 @@ def problems(report: dict[str, Any], leak_level: str) -> list[dict[str, str]]:
         first = entry["where"][0]
         out.append({"level": "error", "message": f"{entry['count']} row(s) with {kind} ({entry['meaning']}); first: "
                                                  f"{first['source']}: {first['reason']}"})
+    tools = tool_problem(report.get("tools") or {})
+    if tools:
+        out.append(tools)
     tok = report["tokens"]
     if tok.get("over_max_length"):
         out.append({"level": "warning", "message": f"{tok['over_max_length']} example(s) longer than "

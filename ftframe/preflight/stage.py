@@ -15,6 +15,7 @@ from ftframe.io import write_json, write_jsonl
 from ftframe.preflight import throughput
 from ftframe.preflight.render import print_report, write_histogram
 from ftframe.preflight.report import build_report, estimate
+from ftframe.preflight.tool_render import tool_problem
 from ftframe.transforms.examples import dedup, redact_examples, sample
 from ftframe.transforms.long_examples import handle_too_long
 from ftframe.transforms.split_files import make_splits
@@ -92,7 +93,8 @@ def build(cfg: DictConfig, *, splits: dict[str, list[Example]], rejected: list[R
     max_length = cfg.backend.get("max_length")
     report = build_report(splits=splits, rejected=rejected, tokenizer=tokenizer, max_length=max_length,
                           too_long=str(cfg.transforms.too_long), task_type=str(cfg.task.type), leak_level=leak_level,
-                          info={**info, "tokenizer": getattr(tokenizer, "name_or_path", "") or str(cfg.model.name)})
+                          info={**info, "tokenizer": getattr(tokenizer, "name_or_path", "") or str(cfg.model.name),
+                                "model": model_key(cfg)})
     rate = throughput.recorded(model_key(cfg), str(cfg.backend.name))
     if rate is None and measure is not None:
         rate = measure(report)
@@ -136,6 +138,9 @@ def preflight_stage(cfg: DictConfig, run_dir: Path, con: Any, registry: Any, loa
         leaks = [p for p in report["problems"] if p["level"] == "error" and p["message"].startswith("train/test")]
         if leaks:
             raise DataError(f"{leaks[0]['message']}. Details in {paths[0]}.")
+        lost = tool_problem(report["tools"])
+        if lost:
+            raise DataError(f"{lost['message']}. Details in {paths[0]}.")
     if too_long != "truncate" and max_length:
         kept, dropped, long_info = handle_too_long(tokenizer, splits["train"], int(max_length), too_long,
                                                    int(cfg.transforms.chunk_overlap))
