@@ -6,8 +6,10 @@ from ftframe_metrics.generation import Perplexity, RougeL
 from ftframe_metrics.preference import PreferenceMetric
 from ftframe_metrics.slots import SlotF1
 from ftframe_metrics.structured import ExactMatch, FieldF1, JsonSchema, JsonValid
+from ftframe_metrics.tool_calls import ToolCalls
 
 
 @hookimpl
 def ftframe_metrics():
-    return [MacroF1, Accuracy, ExactMatch, FieldF1, JsonValid, JsonSchema, SlotF1, Perplexity, RougeL, PreferenceMetric]
+    return [MacroF1, Accuracy, ExactMatch, FieldF1, JsonValid, JsonSchema, SlotF1, Perplexity, RougeL, PreferenceMetric,
+            ToolCalls]
