@@ -7,7 +7,9 @@ Concurrency: every request joins one batch that a single thread decodes (:mod:`f
 requests arriving while others decode join at the next step, share its forward pass, and leave when they end.
 A bounded queue answers 429 with ``Retry-After`` when full; a per-request time limit answers 504; a client
 that disconnects stops costing decoding steps; ``response_format`` (``json_object``, ``json_schema``)
-constrains decoding as evaluation does (:mod:`ftframe.engine.constrain`).
+constrains decoding as evaluation does (:mod:`ftframe.engine.constrain`). With ``tools``, an answer in tool-call syntax is returned as
+OpenAI's ``message.tool_calls`` (``finish_reason`` ``tool_calls``), streamed as one ``delta.tool_calls``
+chunk at the end (:mod:`ftframe.tool_calls` parses both).
 
 Champion and challenger (``ftframe serve --shadow/--canary``, :class:`Challenger`): both decode in the same
 loop, one batch each (:mod:`ftframe.serving_loop` lanes); where they are two adapters over one base model,
@@ -37,6 +39,7 @@ from starlette.routing import Route
 
 from ftframe.engine.chat import render
 from ftframe.lifecycle.request_log import Answer, RequestRecord
+from ftframe.tool_calls import CallStream, openai_tool_calls, parse_tool_calls
 
 DISCONNECT_POLL = 0.25
 """Seconds between checks whether the client of a non-streaming request is still there."""
@@ -71,6 +74,9 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     tools: list[dict[str, Any]] | None = None
+    """OpenAI's ``tools``, rendered into the prompt by the chat template; with them (and ``tool_choice`` not
+    ``none``) an answer in tool-call syntax is returned as ``message.tool_calls`` (:mod:`ftframe.tool_calls`)."""
+    tool_choice: str = "auto"
     response_format: dict[str, Any] | None = None
     """OpenAI's ``response_format`` as sent (checked and compiled by :mod:`ftframe.engine.constrain`)."""
     user: str | None = None
@@ -113,6 +119,12 @@ def parse_chat_request(body: Any, model_id: str) -> ChatRequest:
     for i, m in enumerate(raw):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             raise ApiError(400, f"messages[{i}].role must be one of {', '.join(ROLES)}.", param=f"messages[{i}].role")
+        if m.get("tool_calls") is not None:
+            from ftframe.preflight.format_checks import tool_calls_problem
+
+            problem = tool_calls_problem(m["tool_calls"])
+            if problem:
+                raise ApiError(400, f"messages[{i}].tool_calls: {problem}.", param=f"messages[{i}].tool_calls")
         messages.append({**{k: v for k, v in m.items() if k != "content"}, "content": _content(m.get("content"), i)})
     n = body.get("n", 1)
     if n != 1:
@@ -133,9 +145,16 @@ def parse_chat_request(body: Any, model_id: str) -> ChatRequest:
     if not isinstance(stream, bool):
         raise ApiError(400, f"'stream' must be a boolean, got {stream!r}.", param="stream")
     options = body.get("stream_options") or {}
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ApiError(400, "'tools' must be an array.", param="tools")
+    tools, tool_choice = body.get("tools"), body.get("tool_choice") or "auto"
+    if tools is not None:
+        from ftframe.preflight.format_checks import tools_problem
+
+        problem = "'tools' must be an array" if not isinstance(tools, list) else tools_problem(tools)
+        if problem:
+            raise ApiError(400, f"{problem}.", param="tools")
+    if tool_choice not in ("auto", "none"):
+        raise ApiError(400, f"'tool_choice' {tool_choice!r} is not supported: this server cannot force a call "
+                       f"(use 'auto' or 'none').", param="tool_choice")
     user = body.get("user", body.get("safety_identifier"))
     if user is not None and not isinstance(user, str):
         raise ApiError(400, f"'user' must be a string, got {user!r}.", param="user")
@@ -149,7 +168,8 @@ def parse_chat_request(body: Any, model_id: str) -> ChatRequest:
             raise ApiError(400, str(exc), param=exc.param) from None
     return ChatRequest(messages=messages, max_tokens=max_tokens, temperature=_number(body, "temperature", 1.0, 0, 2),
                        top_p=_number(body, "top_p", 1.0, 0, 1), stop=stop, seed=seed, stream=stream,
-                       include_usage=bool(isinstance(options, dict) and options.get("include_usage")), tools=tools,
+                       include_usage=bool(isinstance(options, dict) and options.get("include_usage")), tools=tools or None,
+                       tool_choice=tool_choice,
                        response_format=response_format, user=user or None)
 
 
@@ -491,6 +511,12 @@ class _Exchange:
         self.server.log(record, self.shadow)
 
 
+def calls_wanted(req: ChatRequest) -> bool:
+    """Whether an answer in tool-call syntax is returned as ``tool_calls``: the request offers ``tools`` and
+    does not say ``tool_choice: none``."""
+    return bool(req.tools) and req.tool_choice != "none"
+
+
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     hits = [text.index(s) for s in stops if s in text]
     return (text[: min(hits)], True) if hits else (text, False)
@@ -562,10 +588,15 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
                 ex.done(499, "client_closed", text=text)
             else:
                 ex.done(200, None, text=text, finish=finish, completion_tokens=c_tok)
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            calls = parse_tool_calls(text).calls if calls_wanted(req) and finish == "stop" else []
+            if calls:
+                message = {"role": "assistant", "content": parse_tool_calls(text).content,
+                           "tool_calls": openai_tool_calls(calls)}
+                finish = "tool_calls"
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created, "model": server.model_id,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": None, "finish_reason": finish}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok, "total_tokens": p_tok + c_tok}})
 
         def chunk(delta: dict[str, Any], finish: str | None) -> str:
@@ -577,14 +608,27 @@ def create_app(server: ModelServer, *, token: str | None = None) -> Starlette:
             # Starlette cancels this generator when the client disconnects; answer()'s cleanup then takes the
             # request out of the batch.
             parts: list[str] = []
+            calls = CallStream() if calls_wanted(req) else None
             try:
                 yield chunk({"role": "assistant", "content": ""}, None)
                 async for piece, finish, p_tok, c_tok in server.answer(job, req):
                     if finish is None:
                         parts.append(piece)
-                        yield chunk({"content": piece}, None)
+                        content = calls.feed(piece) if calls is not None else piece
+                        if content:
+                            yield chunk({"content": content}, None)
                         continue
                     ex.done(200, None, text="".join(parts), finish=finish, completion_tokens=c_tok)
+                    if calls is not None:
+                        rest, found = calls.finish()
+                        if found and finish != "stop":  # cut by max_tokens: the calls are text, as without tools
+                            rest, found = calls.text[calls.sent:], []
+                        if rest:
+                            yield chunk({"content": rest}, None)
+                        if found:
+                            yield chunk({"tool_calls": [{"index": k, **call} for k, call in
+                                                        enumerate(openai_tool_calls(found))]}, None)
+                            finish = "tool_calls"
                     yield chunk({}, finish)
                     if req.include_usage:
                         yield "data: " + json.dumps({
