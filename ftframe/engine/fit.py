@@ -62,6 +62,13 @@ class FitResult:
     computed_tokens: int = 0
     """Token rows this process's training batches ran through the model (padding included, a packed
     batch's shared prefix once): against ``trained_tokens``, what padding and packing did."""
+    epochs_asked: int | None = None
+    """``epochs`` as configured; ``epochs_run`` is fewer when early stopping or ``max_steps`` ended sooner."""
+    best_epoch: int | None = None
+    """The selected epoch (0-based, as in ``history``): its weights are the ones loaded back."""
+    early_stopping: dict[str, Any] | None = None
+    """``{"patience", "monitor", "stopped", "stopped_epoch", "reason"}`` (:func:`early_stopping_info`);
+    ``None`` when early stopping is off or nothing was validated."""
 
     def info(self) -> dict[str, Any]:
         """The training facts a backend reports (``metrics.json`` → ``train``)."""
@@ -71,7 +78,9 @@ class FitResult:
                 "tokens_per_second": round(tokens / max(self.train_seconds, 1e-9), 1),
                 "best_checkpoint": self.best_checkpoint, "best_score": self.best_score, "monitor": self.monitor,
                 "resumed_from": self.resumed_from, "world_size": self.world_size, "ranks": self.ranks,
-                "memory": self.memory, "packed_batches": self.packed_batches, "computed_tokens": self.computed_tokens}
+                "memory": self.memory, "packed_batches": self.packed_batches, "computed_tokens": self.computed_tokens,
+                "epochs_asked": self.epochs_asked, "best_epoch": self.best_epoch, "early_stopping": self.early_stopping,
+                "history": self.history}
 
 
 class InterruptCheckpoint(Callback):
@@ -110,6 +119,27 @@ def _callbacks(job: Any, hp: TrainHyperparams, has_val: bool) -> tuple[list[Any]
         callbacks.append(EarlyStopping(monitor=SELECT_KEY, mode="min", patience=hp.early_stopping_patience,
                                        strict=False))  # max_steps may end training before any validation
     return callbacks, epoch_ckpt
+
+
+def early_stopping_info(trainer: L.Trainer, monitor: str, best: dict[str, float] | None) -> dict[str, Any] | None:
+    """What Lightning's ``EarlyStopping`` did, in the task's terms: whether it ended the run, at which
+    epoch (0-based), and why; ``best`` is the selected epoch's validation values. ``None`` when the run had
+    no early stopping or no validated epoch."""
+    callback = trainer.early_stopping_callback
+    if callback is None or best is None:
+        return None
+    # stopped_epoch stays 0 unless the callback stopped the run, which cannot happen at epoch 0 (the first
+    # validation is always an improvement)
+    stopped = callback.stopped_epoch > 0
+    info: dict[str, Any] = {"patience": callback.patience, "monitor": monitor, "stopped": stopped,
+                            "stopped_epoch": int(callback.stopped_epoch) if stopped else None, "reason": None}
+    if stopped:
+        value = best.get(monitor)
+        shown = f" ({monitor} {value:.4g})" if isinstance(value, float) else ""
+        ties = " (ties broken by the lower val/loss)" if monitor != "val/loss" else ""
+        info["reason"] = (f"{monitor}{ties} did not improve for {callback.patience} epoch(s) after epoch "
+                          f"{int(best['epoch'])}{shown}")
+    return info
 
 
 def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
@@ -189,7 +219,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
         switch_attention(model, attention)  # evaluation keeps the model's own kernel
     seconds = time.perf_counter() - start
 
-    best_path, best_score = None, None
+    best_path, best_score, best = None, None, None
     if val is not None and epoch_ckpt.best_model_path:
         best_path = epoch_ckpt.best_model_path
         best = module.best_epoch()
@@ -204,4 +234,6 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                      resumed_from=str(resume) if resume else None, world_size=trainer.world_size,
                      ranks=module.rank_stats, memory=estimate.as_dict() if estimate else None,
                      is_global_zero=trainer.is_global_zero, packed_batches=module.packed_batches,
-                     computed_tokens=module.computed_tokens)
+                     computed_tokens=module.computed_tokens, epochs_asked=hp.epochs,
+                     best_epoch=int(best["epoch"]) if best else None,
+                     early_stopping=early_stopping_info(trainer, monitor, best))

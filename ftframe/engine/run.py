@@ -314,8 +314,14 @@ def _summary(con: Any, cfg: DictConfig, result: RunResult) -> None:
             con.print(f"per-class F1 ({name}): " + ", ".join(f"{k} {v['f1']:.2f}" for k, v in per_class.items()))
     train = result.metrics.get("train", {})
     if train:
-        con.print(f"training: {train.get('epochs_run')} epochs, {train.get('steps')} steps, "
+        asked = train.get("epochs_asked")
+        epochs = f"{train.get('epochs_run')} of {asked}" if asked else f"{train.get('epochs_run')}"
+        con.print(f"training: {epochs} epochs, {train.get('steps')} steps, "
                   f"{train.get('train_seconds')} s, {train.get('tokens_per_second')} tokens/s")
+        stop = train.get("early_stopping") or {}
+        if stop.get("stopped"):
+            con.print(f"[yellow]stopped early[/] after epoch {stop['stopped_epoch']}: {stop['reason']}; "
+                      f"the weights of epoch {train.get('best_epoch')} were evaluated and exported")
     data = result.metrics.get("data") or {}
     if data.get("rejected"):
         kinds = ", ".join(f"{k} {v}" for k, v in data["rejected_by_kind"].items())
