@@ -53,6 +53,18 @@ def constrains(predictor: Any) -> bool:
     return "response_format" in inspect.signature(predictor.generate).parameters
 
 
+def tools_argument(predictor: Any, examples: Sequence[Example]) -> dict[str, Any]:
+    """``{"tools": [each example's tools]}`` for ``predictor.generate`` when an example has tools (its prompt is
+    rendered with them, as training rendered it), else ``{}``; a predictor that cannot take them is a
+    :class:`ConfigError` (its prompts would lack the tool definitions)."""
+    if not any(ex.tools for ex in examples):
+        return {}
+    if "tools" not in inspect.signature(predictor.generate).parameters:
+        raise ConfigError(f"The examples have tools, but the predictor {getattr(predictor, 'name', predictor)!r} "
+                          f"cannot put tool definitions into its prompts; evaluate with a local model.")
+    return {"tools": [ex.tools for ex in examples]}
+
+
 def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *, mode: str,
             max_new_tokens: int, progress: Callable[[int], None] | None = None,
             response_format: dict[str, Any] | None = None, json_whitespace: str = "compact") -> list[Prediction]:
@@ -69,14 +81,15 @@ def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *
             answers.append(task.labels[best])
             scores.append(dict(zip(task.labels, row)))
     elif mode == "generate":
+        extra = tools_argument(predictor, examples)
         if response_format is None:
-            answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress)
+            answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress, **extra)
         elif not constrains(predictor):
             raise ConfigError(f"The predictor {predictor.name!r} cannot constrain its decoding to a response "
                               f"format; set eval.response_format=text (or auto).")
         else:
             answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress,  # type: ignore[call-arg]
-                                         response_format=response_format, json_whitespace=json_whitespace)
+                                         response_format=response_format, json_whitespace=json_whitespace, **extra)
         scores = [None] * len(answers)
     else:
         raise ValueError(f"unknown prediction mode {mode!r}; expected 'generate' or 'score'")

@@ -208,8 +208,10 @@ class LocalPredictor:
     def _pad_id(self) -> int:
         return pad_id(self.tokenizer)
 
-    def _encode_prompts(self, prompts: Sequence[list[Message]]) -> list[list[int]]:
-        texts = [render(self.tokenizer, p, generation_prompt=True) for p in prompts]
+    def _encode_prompts(self, prompts: Sequence[list[Message]],
+                        tools: Sequence[list | None] | None = None) -> list[list[int]]:
+        texts = [render(self.tokenizer, p, generation_prompt=True, tools=tools[i] if tools else None)
+                 for i, p in enumerate(prompts)]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -232,12 +234,13 @@ class LocalPredictor:
     @torch.no_grad()
     def generate(self, prompts: Sequence[list[Message]], *, max_new_tokens: int,
                  progress: Callable[[int], None] | None = None, response_format: dict[str, Any] | None = None,
-                 json_whitespace: str = "compact") -> list[str]:
+                 json_whitespace: str = "compact", tools: Sequence[list | None] | None = None) -> list[str]:
         """Greedy answers, decoded in batches of ``batch_size`` that refill as rows end (prompts in order
         of length, so a batch's rows need little padding). With ``response_format`` (OpenAI's shape) every
-        answer is decoded under its grammar (:mod:`ftframe.engine.constrain`)."""
+        answer is decoded under its grammar (:mod:`ftframe.engine.constrain`). ``tools``: each prompt's tool
+        definitions, rendered by the chat template as in training."""
         grammar = self.grammar(response_format, json_whitespace)
-        encoded = self._encode_prompts(prompts)
+        encoded = self._encode_prompts(prompts, tools)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         rows = [Row(encoded[i], max_new_tokens, key=i, grammar=grammar) for i in order]
         with evaluating(self.model, self.precision_for("generate")):

@@ -135,3 +135,39 @@ def test_call_stream_holds_back_call_syntax_and_sends_text():
     sent, (rest, calls) = run(["Hello", " <to", "p> world"])  # '<to' might have begun a call: held, then sent
     assert sent == ["Hello", "", " <top> world"] and (rest, calls) == ("", [])
     assert run(['{"a": 1}']) == ([""], ('{"a": 1}', []))  # JSON that is no call: all of it at the end
+
+
+def test_evaluation_renders_the_tools_and_the_metric_scores_the_call(trained, registry):
+    """The run's evaluation path: each example's tools reach the prompt (as in training), the answers are
+    parsed by the tool_calls metric."""
+    from ftframe.api import Example, TaskInfo
+    from ftframe.engine.evaluate import predict
+    from ftframe.engine.predict import LocalPredictor
+
+    model, tok = trained
+    task = TaskInfo("t", "generation")
+    examples = [Example([*ASK_CALL, {"role": "assistant", "content": None, "tool_calls": [CALL]}], "t:1", tools=TOOLS),
+                Example([*ASK_TEXT, {"role": "assistant", "content": "Hello there!"}], "t:2", tools=TOOLS)]
+    preds = predict(LocalPredictor(model, tok, precision="fp32"), examples, task, mode="generate", max_new_tokens=200)
+    assert preds[0].gold == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Bonn"}}\n</tool_call>'
+    res = registry.create("metric", "tool_calls", {}).compute(preds, task)
+    assert res.values["tool_calls"] == 1.0 and res.details["matched_calls"] == 1
+    assert preds[1].predicted == "Hello there!"
+
+
+def test_a_predictor_that_cannot_take_tools_is_refused():
+    from ftframe.api import Example, TaskInfo
+    from ftframe.engine.evaluate import predict
+    from ftframe.errors import ConfigError
+
+    class TextOnly:  # a predictor whose generate has no `tools` (e.g. an endpoint adapter)
+        name = "text-only"
+
+        def generate(self, prompts, *, max_new_tokens, progress=None):
+            return ["x" for _ in prompts]
+
+    examples = [Example([*ASK_CALL, {"role": "assistant", "content": None, "tool_calls": [CALL]}], tools=TOOLS)]
+    with pytest.raises(ConfigError, match="predictor 'text-only' cannot put tool definitions into its prompts"):
+        predict(TextOnly(), examples, TaskInfo("t", "generation"), mode="generate", max_new_tokens=4)
+    plain = [Example([*ASK_TEXT, {"role": "assistant", "content": "hi"}])]
+    assert predict(TextOnly(), plain, TaskInfo("t", "generation"), mode="generate", max_new_tokens=4)[0].predicted == "x"
