@@ -148,6 +148,9 @@ def show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.panel import Panel
 
+    from ftframe.engine.chat import tool_rendering_problem
+    from ftframe.preflight.tool_render import HINT
+
     con = Console(highlight=False)
     cfg, registry, pm = _compose(args.path, args.overrides)
     loaded, fmt_name = _load(cfg, registry, pm)
@@ -165,7 +168,7 @@ def show(args: argparse.Namespace) -> int:
              if ex.is_preference else [("", ex.messages)])
     con.print(f"{ex.source} ({fmt_name}), rendered with the chat template of {cfg.model.name}; "
               f"[bold black on green]trained tokens[/] highlighted")
-    status = 0
+    status, consistent = 0, True
     for label, messages in convs:
         mismatch = template_mismatch(tokenizer, messages, ex.tools)
         if mismatch:  # trained tokens cannot be located either: show the plain training text
@@ -177,14 +180,19 @@ def show(args: argparse.Namespace) -> int:
                             title_align="left"))
             con.print(f"[red]error:[/] training and inference templates differ: {mismatch}. Use a model whose chat "
                       f"template renders each turn independently, or fix its template.")
-            status = EXIT_PROBLEMS
+            status, consistent = EXIT_PROBLEMS, False
             continue
+        lost = tool_rendering_problem(tokenizer, messages, ex.tools)
+        if lost:
+            con.print(f"[red]error:[/] the chat template of {cfg.model.name} drops tool content: {lost}. To train on "
+                      f"tool calls, {HINT}.")
+            status = EXIT_PROBLEMS
         text, n, n_trained = _marked(tokenizer, messages, ex.tools, max_length)
         title = f"{label + ': ' if label else ''}{n} tokens, {n_trained} trained"
         if max_length and n > max_length:
             title += f", over max_length={max_length} (transforms.too_long={cfg.transforms.too_long})"
         con.print(Panel(text, title=title, title_align="left"))
-    if status == 0:
+    if consistent:
         con.print("[green]✓[/] inference prompt (add_generation_prompt) = the training text before each reply")
     return status
 

@@ -149,3 +149,16 @@ def test_a_run_stops_before_training_when_the_template_drops_tool_calls(tmp_path
     with pytest.raises(DataError, match="8 of 8 example.*lose tool content.*tools-aware chat_template.jinja"):
         run_tiny(tmp_path / "run", tiny_run_overrides(tiny_model_dir, data, **{"task.type": "generation"}))
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_data_show_marks_the_call_and_says_when_the_template_drops_it(tmp_path, tiny_model_dir, tools_model_dir,
+                                                                      capsys):
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps({"messages": CONVERSATION, "tools": TOOLS}) + "\n", encoding="utf-8")
+    show = ["data", "show", "--index", "0", str(data), "model=hf_local"]
+    assert main([*show, f"model.path={tools_model_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "<tool_call>" in out and "drops tool content" not in out
+    assert main([*show, f"model.path={tiny_model_dir}"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "error: the chat template of hf_local drops tool content: the tool definitions are not rendered" in out
