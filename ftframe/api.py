@@ -35,7 +35,9 @@ class Example:
     """One canonical training/evaluation example and where it came from (``file:line``).
 
     A preference pair has ``chosen`` and ``rejected`` (one assistant message each); its ``messages`` are
-    then the prompt conversation only (no reply of its own), as in OpenAI's DPO files.
+    then the prompt conversation only (no reply of its own), as in OpenAI's DPO files. An unpaired
+    preference example (KTO data) is a conversation whose last assistant reply is ``desirable`` (True) or
+    undesirable (False); the canonical record stores it as ``"label"``, TRL's and LLaMA-Factory's key.
     """
 
     messages: list[Message]
@@ -43,10 +45,23 @@ class Example:
     tools: list[dict[str, Any]] | None = None
     chosen: Message | None = None
     rejected: Message | None = None
+    desirable: bool | None = None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], source: str = "") -> Example:
+        """The example of a canonical record (checked by ``ftframe.preflight.format_checks.record_errors``)."""
+        return cls(messages=record["messages"], source=source, tools=record.get("tools"),
+                   chosen=record.get("chosen"), rejected=record.get("rejected"), desirable=record.get("label"))
 
     @property
     def is_preference(self) -> bool:
+        """A pair: a chosen and a rejected reply."""
         return self.chosen is not None
+
+    @property
+    def is_labelled(self) -> bool:
+        """An unpaired preference example: its reply is labelled desirable or undesirable (KTO data)."""
+        return self.desirable is not None
 
     @property
     def prompt(self) -> list[Message]:
@@ -59,9 +74,12 @@ class Example:
 
     @property
     def target(self) -> str | None:
-        """The content of the last assistant message (the gold answer; for a pair, the chosen reply)."""
+        """The content of the last assistant message (the gold answer; for a pair, the chosen reply; none
+        for a reply labelled undesirable, which is no answer to match)."""
         if self.chosen is not None:
             return self.chosen.get("content")
+        if self.desirable is False:
+            return None
         for m in reversed(self.messages):
             if m.get("role") == "assistant":
                 if m.get("tool_calls"):  # its text, then one <tool_call> block per call (ftframe.tool_calls)
@@ -77,6 +95,8 @@ class Example:
         for key in ("tools", "chosen", "rejected"):
             if getattr(self, key) is not None:
                 rec[key] = getattr(self, key)
+        if self.desirable is not None:
+            rec["label"] = self.desirable
         return rec
 
 
@@ -322,9 +342,18 @@ class Backend(Plugin):
 
     def example_problems(self, examples: Sequence[Example]) -> list[str]:
         """What in the training ``examples`` this backend cannot train on (e.g. DPO without preference
-        pairs): one message per problem. Default: none. The first-party local and provider backends check
-        it before any model or request (in ``baseline`` and ``train``)."""
-        return []
+        pairs): one message per problem. The first-party local and provider backends check it before any
+        model or request (in ``baseline`` and ``train``). Default: examples labelled desirable/undesirable
+        (KTO data), which a backend that learns every reply would learn the undesirable ones from; a
+        backend for such data (``kto``) overrides this."""
+        labelled = [ex for ex in examples if ex.is_labelled]
+        if not labelled:
+            return []
+        bad = sum(1 for ex in labelled if ex.desirable is False)
+        return [(f"backend={self.name} learns every reply, but {len(labelled)} of {len(examples)} training examples "
+                 f"carry a KTO 'label' ({bad} undesirable; first: {labelled[0].source}): it would learn to give "
+                 f"the undesirable replies too. Use backend=kto for labelled data, or drop the 'label' and the "
+                 f"undesirable rows to train on the rest.")]
 
     def baseline(self, job: Any) -> Predictor:
         """A predictor for the untuned model, for the baseline evaluation."""

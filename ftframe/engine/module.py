@@ -83,14 +83,17 @@ def causal_lm_loss(model: Any, batch: dict[str, Any], *, fast_head: bool,
     return loss, int(targets.numel())
 
 
-def sequence_logprobs(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool) -> torch.Tensor:
+def sequence_logprobs(model: Any, batch: dict[str, torch.Tensor], *, fast_head: bool,
+                      average: bool = False) -> torch.Tensor:
     """Sum of the log-probabilities of each row's trained tokens (``[batch]``), e.g. a reply given its
-    prompt; positions labelled ``-100`` do not count."""
+    prompt; positions labelled ``-100`` do not count. ``average``: the mean per trained token instead
+    (the length-normalised log-probability of IPO, SimPO and ORPO); a row without one gives 0."""
     logits, targets = trained_logits(model, batch, fast_head=fast_head)
     token_logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
-    row = torch.arange(batch["labels"].shape[0], device=targets.device).unsqueeze(1).expand_as(batch["labels"][:, 1:])
-    row = row[batch["labels"][:, 1:] != -100]
-    return torch.zeros(batch["labels"].shape[0], device=targets.device, dtype=token_logp.dtype).index_add(0, row, token_logp)
+    trained = batch["labels"][:, 1:] != -100
+    row = torch.arange(batch["labels"].shape[0], device=targets.device).unsqueeze(1).expand_as(trained)[trained]
+    sums = torch.zeros(batch["labels"].shape[0], device=targets.device, dtype=token_logp.dtype).index_add(0, row, token_logp)
+    return sums / trained.sum(1).clamp(min=1).to(sums.dtype) if average else sums
 
 
 class CausalLMModule(L.LightningModule):

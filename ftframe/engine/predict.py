@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from ftframe.api import Message
-from ftframe.config.schema import EVAL_PRECISIONS
 from ftframe.engine.chat import pad_id, render
 from ftframe.engine.constrain import compile_response_format
 from ftframe.engine.decoding import (

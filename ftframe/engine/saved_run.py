@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ftframe.api import Example, Prediction, TaskInfo
+from ftframe.engine.loading import load_pretrained, load_tokenizer
 from ftframe.errors import FtframeError
 from ftframe.preflight.input_paths import input_problem, os_error_message
 
@@ -79,9 +80,7 @@ class SavedRun:
         path = self.run_dir / "data" / f"{name}.jsonl"
         if not path.is_file():
             raise RunDirError(f"{path} is missing: the run dir has no '{name}' split.")
-        return [Example(messages=r["messages"], source=f"{path}:{i}", tools=r.get("tools"),
-                        chosen=r.get("chosen"), rejected=r.get("rejected"))
-                for i, r in enumerate(_read_jsonl(path), start=1)]
+        return [Example.from_record(r, f"{path}:{i}") for i, r in enumerate(_read_jsonl(path), start=1)]
 
     def predictions(self, prefix: str = "") -> list[Prediction]:
         """The saved test predictions (``<prefix>predictions.jsonl``); empty when the file is absent."""
@@ -268,33 +267,6 @@ def saved_task(run_dir: Path, config: DictConfig) -> TaskInfo:
     return task_info(config, labels=recorded or None)
 
 
-def load_pretrained(folder: Path, *, dtype: Any = None, **kwargs: Any) -> tuple[Any, Any]:
-    """The model (fp32 unless ``dtype``) and its tokenizer from a Hugging Face folder, in eval mode: a
-    causal LM, or a sequence classifier where the folder was saved as one (the merged weights of a
-    ``backend.head=classifier`` run keep their class head).
-
-    ``kwargs`` go to both ``from_pretrained`` calls (e.g. ``gguf_file=``). The tokenizer gets a pad
-    token (its eos) if it has none, as training gave it.
-    """
-    import torch
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
-
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    config = AutoConfig.from_pretrained(folder, **kwargs)
-    classifier = any(str(a).endswith("ForSequenceClassification") for a in config.architectures or [])
-    auto = AutoModelForSequenceClassification if classifier else AutoModelForCausalLM
-    model = auto.from_pretrained(folder, config=config, dtype=dtype or torch.float32, **kwargs)
-    model.eval()
-    return model, tokenizer
-
-
 def _run_backend(registry: Any, config: DictConfig, folder: Path, why: str) -> Any:
     """The backend plugin that trained the run, rebuilt from its saved config."""
     try:
@@ -308,8 +280,6 @@ def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], ta
                   pm: Any) -> tuple[Any, Any, str, Any]:
     """The run's base model (through its model source plugin, in the trained dtype) plus the adapter, as
     the run's backend builds it (:meth:`ftframe.api.Backend.tuned_model`), and that backend."""
-    from transformers import AutoTokenizer
-
     from ftframe.plugins import Registry, get_plugin_manager
 
     registry = Registry(pm or get_plugin_manager())
@@ -327,7 +297,5 @@ def _load_adapter(folder: Path, config: DictConfig, manifest: dict[str, Any], ta
         model = PeftModel.from_pretrained(base.model, folder, autocast_adapter_dtype=True)
     tokenizer = base.tokenizer
     if (folder / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = load_tokenizer(folder)
     return model, tokenizer, base.name, backend

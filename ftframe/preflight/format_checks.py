@@ -3,12 +3,13 @@
 The error types are the cookbook's (``data_type``, ``missing_messages_list``, ``message_missing_key``,
 ``message_unrecognized_key``, ``unrecognized_role``, ``missing_content``,
 ``example_missing_assistant_message``) plus ftframe's own (``unrecognized_key``,
-``empty_assistant_message``, ``invalid_weight``, ``invalid_preference``). The canonical shape is the
+``empty_assistant_message``, ``invalid_weight``, ``invalid_preference``, ``invalid_label``). The canonical shape is the
 core's contract (``ftframe.api``), so the checks live here; data formats call them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ ERROR_TYPES = {
     "malformed_json": "the line is not valid JSON",
     "invalid_tool_call": "an assistant tool call not shaped {type: function, function: {name, arguments: JSON}}",
     "invalid_tools": "'tools' is not a list of {type: function, function: {name, ...}} definitions",
-    "kto_unsupported": "KTO data (single replies labelled good/bad) is not supported",
+    "invalid_label": "a KTO 'label' that is not true/false, or that labels no assistant reply",
 }
 """Every error type a record can have, with what it means (shown in the preflight report)."""
 
@@ -131,6 +132,7 @@ def tools_problem(tools: Any) -> str | None:
             return f"'tools' item {k}: expected {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"
     return None
 
+
 def reply_errors(reply: Any, key: str) -> list[FormatError]:
     """Problems of one side of a preference pair: a single assistant message."""
     if not isinstance(reply, dict):
@@ -146,10 +148,8 @@ def record_errors(record: Any) -> list[FormatError]:
     a preference pair, whose ``messages`` are then the prompt and need no assistant turn)."""
     if not isinstance(record, dict):
         return [FormatError("data_type", f"expected a JSON object, got {type(record).__name__}")]
-    if "label" in record and isinstance(record.get("label"), bool) and "messages" in record:
-        return [kto_error()]
     preference = "chosen" in record or "rejected" in record
-    allowed = EXAMPLE_KEYS | (PREFERENCE_KEYS if preference else frozenset())
+    allowed = EXAMPLE_KEYS | (PREFERENCE_KEYS if preference else {"label"})
     out: list[FormatError] = []
     unknown = set(record) - allowed
     if unknown:
@@ -163,11 +163,20 @@ def record_errors(record: Any) -> list[FormatError]:
             out += reply_errors(record.get(key), key)
         if not out and record["chosen"] == record["rejected"]:
             out.append(FormatError("invalid_preference", "'chosen' and 'rejected' are identical (nothing to prefer)"))
+    elif "label" in record:
+        out += label_errors(record)
     return out
 
 
-def kto_error() -> FormatError:
-    return FormatError("kto_unsupported", "this looks like KTO data (one reply per example with a true/false "
-                                          "'label'): KTO is not supported. Pair a preferred and a non-preferred "
-                                          "reply per prompt (chosen/rejected) for preference training, or drop "
-                                          "the label to train on the replies")
+def label_errors(record: dict[str, Any]) -> list[FormatError]:
+    """Problems of a KTO example's ``label``: true or false, marking the conversation's last message, which
+    must be an assistant reply (the one judged desirable or undesirable)."""
+    label, messages = record["label"], record.get("messages")
+    if not isinstance(label, bool):
+        return [FormatError("invalid_label", f"'label' must be true (a desirable reply) or false (an undesirable "
+                                             f"one), got {json.dumps(label)[:40]}")]
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") != "assistant":
+        return [FormatError("invalid_label", f"'label' judges the last message, which must be the assistant reply; "
+                                             f"it is a {last.get('role')!r} message")]
+    return []

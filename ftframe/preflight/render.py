@@ -18,9 +18,17 @@ def _dist_row(table: Table, name: str, d: dict[str, float]) -> None:
     table.add_row(name, *(f"{d[k]:g}" for k in ("min", "median", "p95", "max", "mean")))
 
 
+def _labelled(counts: dict[str, int]) -> str:
+    """`` (KTO labels: 150 desirable, 150 undesirable)`` for labelled replies, else nothing."""
+    if not any(counts.values()):
+        return ""
+    return f" (KTO labels: {counts.get('desirable', 0)} desirable, {counts.get('undesirable', 0)} undesirable)"
+
+
 def print_report(con: Console, report: dict[str, Any]) -> None:
     con.print(f"[bold]preflight[/] {report.get('path', '')} ({report.get('format', '?')}): {report['examples']} "
               f"examples" + (f" ({report['preference_pairs']} preference pairs)" if report["preference_pairs"] else "")
+              + _labelled(report.get("labelled_replies") or {})
               + f", {report['rejected']} rejected; splits: "
               + ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
     if report["format_errors"]:

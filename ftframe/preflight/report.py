@@ -96,6 +96,8 @@ def build_report(*, splits: dict[str, list[Example]], rejected: Sequence[Rejecte
         "error_types": {k: v for k, v in ERROR_TYPES.items()},
         "tokens": token_section(counts, max_length, too_long),
         "preference_pairs": sum(1 for ex in everything if ex.is_preference),
+        "labelled_replies": {"desirable": sum(1 for ex in everything if ex.desirable is True),
+                             "undesirable": sum(1 for ex in everything if ex.desirable is False)},
     }
     if task_type == "classification":
         report["class_balance"] = class_balance(splits)

@@ -19,10 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ftframe.api import Example, Message
-from ftframe.engine import CausalLMModule
-from ftframe.engine.chat import prompt_ids
-from ftframe.engine.data import EncodedDataset
-from ftframe.engine.predict import LocalPredictor, evaluating
+from ftframe.engine import CausalLMModule, EncodedDataset, LocalPredictor, evaluating, prompt_ids
 from ftframe.errors import ConfigError, DataError
 
 HEAD_NAME = "score"

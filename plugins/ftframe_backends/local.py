@@ -16,7 +16,7 @@ class LazyClass:
     """A class attribute naming a class by ``"module:Name"``, imported when first read.
 
     So a backend module can name a training objective (a torch/Lightning class) without importing torch:
-    ``module_cls = LazyClass("ftframe_backends.dpo_objective:DPOModule")``; reading ``self.module_cls``
+    ``module_cls = LazyClass("ftframe_backends.preference_objectives:DPOModule")``; reading ``self.module_cls``
     or ``Backend.module_cls`` gives the class itself. Assigning a class directly works as well."""
 
     def __init__(self, target: str):

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ftframe.api import LoadedModel, TaskInfo
-from ftframe.engine import TrainHyperparams
-from ftframe.engine.chat import pad_id
+from ftframe.engine import TrainHyperparams, pad_id
 from ftframe.errors import ConfigError
 from ftframe_backends.local import LocalBackend
 

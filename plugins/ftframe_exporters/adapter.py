@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass
 
 from ftframe.api import ExportContext, Exporter, ExportResult
-from ftframe.engine.verify_options import VerificationFailed, VerifyOptions
+from ftframe.engine import VerificationFailed, VerifyOptions
 from ftframe.errors import FtframeError
 from ftframe.io import atomic_path
 from ftframe_exporters.weights import local_model, verify_artefact

@@ -19,7 +19,7 @@ from typing import Any
 
 from ftframe.api import ExportContext, Exporter, ExportResult
 from ftframe.config import one_of
-from ftframe.engine.verify_options import VerifyOptions
+from ftframe.engine import VerifyOptions
 from ftframe.errors import ConfigError, FtframeError
 from ftframe.io import atomic_path
 from ftframe_exporters.weights import local_model, merged_copy
@@ -114,8 +114,7 @@ class GgufExporter(Exporter):
     def export(self, ctx: ExportContext) -> ExportResult:
         import copy
 
-        from ftframe.engine.chat import encode, prompt_ids
-        from ftframe.engine.verify import compute_precision, verification_prompts
+        from ftframe.engine import compute_precision, encode, prompt_ids, verification_prompts
         from ftframe_exporters.gguf_llama_cpp import (
             INSTALL_HINT,
             LlamaCpp,
@@ -174,7 +173,7 @@ class GgufExporter(Exporter):
     def _write_modelfile(self, ctx: ExportContext, gguf_path: Path, tokenizer: Any, config: Any, vocab: Any, *,
                          runtime_prompts: list[Any]) -> str:
         """Measure the chat template into an Ollama TEMPLATE, check it on sample and test conversations, write it."""
-        from ftframe.engine.chat import render
+        from ftframe.engine import render
         from ftframe_exporters.ollama_modelfile import (
             SAMPLE_CONVERSATIONS,
             check_template,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ftframe.api import Message, Prediction
-from ftframe.engine.verify_options import VerificationFailed
+from ftframe.engine import VerificationFailed
 from ftframe.errors import FtframeError
 
 INSTALL_HINT = ("pip install 'ftframe[gguf]' (llama-cpp-python; builds llama.cpp from source once, a few "
@@ -199,8 +199,7 @@ def compare(runtime: LlamaCpp, reference: Any, tokenizer: Any, prompts: Sequence
     model in fp32). ``exact``: greedy answers must be identical (f32/f16) up to near-ties within ``rtol``."""
     import torch
 
-    from ftframe.engine.chat import encode, prompt_ids, render
-    from ftframe.engine.verify import greedy_ids, greedy_parting, position_logits
+    from ftframe.engine import encode, greedy_ids, greedy_parting, position_logits, prompt_ids, render
     from ftframe_exporters.gguf_writer import CHKTXT
 
     if not prompts:
@@ -284,7 +283,7 @@ def compare(runtime: LlamaCpp, reference: Any, tokenizer: Any, prompts: Sequence
 
 def _perplexities(runtime: LlamaCpp, reference: Any, tokenizer: Any, examples: Sequence[list[Message]],
                   encode: Any) -> dict[str, Any]:
-    from ftframe.engine.verify import position_logits
+    from ftframe.engine import position_logits
 
     ref_nll = art_nll = 0.0
     count = 0

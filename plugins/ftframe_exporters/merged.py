@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from ftframe.api import ExportContext, Exporter, ExportResult
 from ftframe.config import one_of
-from ftframe.engine.saved_run import load_pretrained
-from ftframe.engine.verify_options import VerifyOptions
+from ftframe.engine import VerifyOptions, load_pretrained, torch_dtype
 from ftframe.io import atomic_path
 from ftframe_exporters.weights import local_model, merged_copy, verify_artefact
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+SAVE_DTYPES = ("fp32", "bf16", "fp16")
+"""The dtypes a merged folder can be saved in (names of :data:`ftframe.engine.DTYPES`)."""
 
 
 @dataclass
@@ -23,7 +23,7 @@ class MergedConfig(VerifyOptions):
     verified to that format's tolerance)."""
 
     def __post_init__(self) -> None:
-        one_of("exporters.merged.dtype", self.dtype, tuple(DTYPES))
+        one_of("exporters.merged.dtype", self.dtype, SAVE_DTYPES)
 
 
 class MergedExporter(Exporter):
@@ -37,10 +37,8 @@ class MergedExporter(Exporter):
     Config = MergedConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:
-        import torch
-
         model, tokenizer = local_model(ctx, self.name)
-        dtype = getattr(torch, DTYPES[self.config.dtype])
+        dtype = torch_dtype(self.config.dtype)
         out = ctx.run_dir / self.config.dirname
         with atomic_path(out) as tmp:
             merged = merged_copy(model).to(dtype)

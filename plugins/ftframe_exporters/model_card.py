@@ -44,7 +44,7 @@ class ModelCardExporter(Exporter):
     Config = ModelCardConfig
 
     def export(self, ctx: ExportContext) -> ExportResult:
-        from ftframe.engine.verify import generates_text  # torch: only when exporting
+        from ftframe.engine import generates_text  # torch: only when exporting
 
         cfg, m = ctx.config, ctx.manifest
         task = cfg.get("task", {})

@@ -37,7 +37,7 @@ def merged_copy(model: Any) -> Any:
 def verify_artefact(ctx: ExportContext, reference: Any, tokenizer: Any, artefact: Any, artefact_tokenizer: Any,
                     *, precision: str, options: Any, what: str) -> dict[str, Any]:
     """Run :func:`ftframe.engine.verify.verify_reload` on the run's first test prompts."""
-    from ftframe.engine.verify import verification_prompts, verify_reload
+    from ftframe.engine import verification_prompts, verify_reload
 
     prompts = verification_prompts(ctx.predictions, int(options.verify_prompts))
     return verify_reload(reference, tokenizer, artefact, artefact_tokenizer, prompts, precision=precision,

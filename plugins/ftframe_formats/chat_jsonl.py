@@ -1,5 +1,6 @@
-"""OpenAI chat fine-tuning JSONL: one ``{"messages": [...], "tools"?: [...]}`` object per line (canonical
-preference pairs with ``chosen``/``rejected`` read back too)."""
+"""OpenAI chat fine-tuning records: one ``{"messages": [...], "tools"?: [...]}`` object per line (JSONL, as
+OpenAI uploads them) or a JSON array of them (as LLaMA-Factory's ``messages`` files are); canonical
+preference pairs with ``chosen``/``rejected`` and KTO examples with a true/false ``label`` too."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ftframe_formats.records import load_records
 
 @dataclass
 class ChatJsonlConfig(FileConfig):
-    """``path``: a .jsonl file, one chat example per line."""
+    """``path``: a .jsonl file, one chat example per line, or a .json array of them."""
 
 
 def first_error(record: Any) -> FormatError | None:
@@ -33,8 +34,7 @@ def chat_example(record: Any, config: Any) -> tuple[Example | None, FormatError 
     error = first_error(record)
     if error is not None:
         return None, error
-    return Example(messages=record["messages"], tools=record.get("tools"), chosen=record.get("chosen"),
-                   rejected=record.get("rejected")), None
+    return Example.from_record(record), None
 
 
 class ChatJsonl(DataFormat):
@@ -46,4 +46,4 @@ class ChatJsonl(DataFormat):
     description = __doc__ or ""
 
     def load(self) -> LoadedData:
-        return load_records(self.config, chat_example, jsonl_only=True)
+        return load_records(self.config, chat_example)

@@ -44,10 +44,7 @@ def require_names(config: object, fields: tuple[str, ...]) -> None:
 def reject(config: FileConfig, where: str, why: str, raw: Any, rejected: list[Rejected],
            kind: str = "invalid") -> None:
     """Raise a :class:`DataError` for a bad row, or (``on_error=skip``) keep it with its reason and error
-    type ``kind`` (counted by the preflight report). Unsupported data (``kto_unsupported``) always raises:
-    skipping every row would not make the file usable."""
-    if kind == "kto_unsupported":
-        raise DataError(f"{where}: {why}.")
+    type ``kind`` (counted by the preflight report)."""
     if config.on_error != "skip":
         raise DataError(f"{where}: {why}. Fix it, or set data.on_error=skip to reject bad rows "
                         f"(they are written to rejected.jsonl with their reasons).")

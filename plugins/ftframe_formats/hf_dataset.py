@@ -21,7 +21,7 @@ from ftframe.preflight.input_paths import input_problem
 from ftframe_formats.alpaca import AlpacaConfig
 from ftframe_formats.alpaca import convert as alpaca_convert
 from ftframe_formats.file_config import reject
-from ftframe_formats.preference import ShareGPTDpoConfig, is_kto, openai_dpo_record, sharegpt_dpo_convert
+from ftframe_formats.preference import ShareGPTDpoConfig, openai_dpo_record, sharegpt_dpo_convert
 from ftframe_formats.sharegpt import ShareGPTConfig
 from ftframe_formats.sharegpt import convert as sharegpt_convert
 
@@ -175,9 +175,6 @@ class HfDataset(DataFormat):
         for i, raw in enumerate(rows, start=1):
             where = f"{prefix}:row {i}"
             row = _drop_nulls({renamed.get(k, k): v for k, v in raw.items()})
-            if is_kto(row):
-                raise DataError(f"{where}: this looks like KTO data (a true/false 'label' per conversation): KTO is "
-                                f"not supported; use chosen/rejected pairs.")
             example, why = convert(row)
             if example is not None:
                 example.source = where
@@ -189,11 +186,11 @@ class HfDataset(DataFormat):
     def _converter(self, layout: str, path: str) -> Any:
         if layout == "messages":
             def chat(row: dict[str, Any]) -> tuple[Example | None, str | None]:
-                record = {k: row[k] for k in ("messages", "tools") if k in row}
+                record = {k: row[k] for k in ("messages", "tools", "label") if k in row}
                 errors = record_errors(record)
                 if errors:
                     return None, errors[0].detail
-                return Example(messages=record["messages"], tools=record.get("tools")), None
+                return Example.from_record(record), None
             return chat
         if layout == "sharegpt":
             return lambda row: sharegpt_convert(row, ShareGPTConfig(path=path))

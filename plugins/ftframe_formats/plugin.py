@@ -7,13 +7,12 @@ from pathlib import Path
 
 from ftframe import hookimpl
 from ftframe.errors import DataError
-from ftframe.preflight.format_checks import kto_error
 from ftframe_formats.alpaca import Alpaca
 from ftframe_formats.chat_jsonl import ChatJsonl
 from ftframe_formats.csv_labels import CsvLabels
 from ftframe_formats.fields import Fields
 from ftframe_formats.hf_dataset import HfDataset, is_saved_dataset
-from ftframe_formats.preference import NON_PREFERRED, PREFERRED, OpenAIDpo, ShareGPTDpo, is_kto
+from ftframe_formats.preference import NON_PREFERRED, PREFERRED, OpenAIDpo, ShareGPTDpo
 from ftframe_formats.sharegpt import ShareGPT
 
 
@@ -65,9 +64,7 @@ def fields_hint(path: Path, record: dict) -> str:
 
 
 def format_of_record(record: dict) -> str | None:
-    """The format whose records look like ``record`` (KTO records raise: they are not supported)."""
-    if is_kto(record):
-        raise DataError(f"{kto_error().detail}.")
+    """The format whose records look like ``record``."""
     if isinstance(record.get("input"), dict) and any(k in record for k in PREFERRED + NON_PREFERRED):
         return "openai_dpo"
     if "messages" in record:
@@ -94,10 +91,7 @@ def ftframe_detect_data_format(path):
     record = first_record(path)
     if not isinstance(record, dict):
         return None
-    try:
-        name = format_of_record(record)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    name = format_of_record(record)
     if name is None and record:
         raise DataError(fields_hint(path, record))
     return name

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftframe.api import DataFormat, Example, LoadedData
-from ftframe.errors import ConfigError, DataError
-from ftframe.preflight.format_checks import FormatError, kto_error, record_errors
+from ftframe.errors import ConfigError
+from ftframe.preflight.format_checks import FormatError, record_errors
 from ftframe_formats.file_config import FileConfig, require_names
 from ftframe_formats.records import load_records
 from ftframe_formats.sharegpt import ShareGPTConfig
@@ -51,7 +51,8 @@ def openai_dpo_record(record: Any) -> tuple[dict[str, Any] | None, FormatError |
     if not isinstance(record, dict):
         return None, FormatError("data_type", f"expected a JSON object, got {type(record).__name__}")
     if is_kto(record):
-        return None, kto_error()
+        return None, FormatError("invalid_preference", "this is a KTO example (one reply with a true/false "
+                                                       "'label'), not a DPO pair: read it with data=chat_jsonl")
     unknown = set(record) - {"input", *PREFERRED, *NON_PREFERRED}
     if unknown:
         return None, FormatError("unrecognized_key", f"unrecognised key(s) {sorted(unknown)}; a DPO line has "
@@ -111,10 +112,10 @@ class ShareGPTDpoConfig(ShareGPTConfig):
 
 def sharegpt_dpo_convert(record: Any, cfg: ShareGPTDpoConfig) -> tuple[Example | None, str | None]:
     """The canonical pair for one ShareGPT DPO record, or why it cannot be converted."""
-    if is_kto(record):
-        raise DataError(f"{cfg.path}: {kto_error().detail}.")
     if not isinstance(record, dict):
         return None, f"expected a JSON object, got {type(record).__name__}"
+    if is_kto(record):
+        return None, "this is a KTO example (one reply with a true/false 'label'), not a pair: read it with data=sharegpt"
     turns = record.get(cfg.messages_key)
     if not isinstance(turns, list) or not turns:
         return None, f"missing or empty '{cfg.messages_key}' list"

@@ -13,7 +13,7 @@ from ftframe.preflight.format_checks import json_problem
 from ftframe_formats.file_config import FileConfig, require_names
 from ftframe_formats.records import load_records
 
-_KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key")
+_KEYS = ("messages_key", "role_key", "content_key", "system_key", "tools_key", "label_key")
 _TAGS = ("user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag")
 
 
@@ -41,6 +41,9 @@ class ShareGPTConfig(FileConfig):
     assistant's ``tool_calls``."""
     system_tag: str = "system"
     """Role tag of system turns inside the conversation."""
+    label_key: str = "label"
+    """Record key of a KTO label: true (the last reply is desirable) or false (undesirable); LLaMA-Factory's
+    ``kto_tag`` column. Records without it are plain conversations."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -146,7 +149,13 @@ def convert(record: Any, cfg: ShareGPTConfig, *, require_reply: bool = True) -> 
         previous = tag
     if require_reply and not any(m["role"] == "assistant" for m in messages):
         return None, f"no '{cfg.assistant_tag}' or '{cfg.function_tag}' turn (nothing to learn from)"
-    return Example(messages=messages, tools=tools), None
+    label = record.get(cfg.label_key)
+    if label is not None and not isinstance(label, bool):
+        return None, (f"'{cfg.label_key}' must be true (a desirable reply) or false (an undesirable one), got "
+                      f"{json.dumps(label)[:40]}")
+    if label is not None and messages[-1]["role"] != "assistant":
+        return None, f"'{cfg.label_key}' judges the last turn, which must be a '{cfg.assistant_tag}' reply"
+    return Example(messages=messages, tools=tools, desirable=label), None
 
 
 class ShareGPT(DataFormat):

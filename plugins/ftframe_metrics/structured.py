@@ -216,7 +216,7 @@ def _validator(schema: Any, where: str) -> Any:
     valid JSON schema."""
     from jsonschema import validators
 
-    from ftframe.engine.constrain import check_schema
+    from ftframe.engine import check_schema
 
     check_schema(schema, where)
     return validators.validator_for(dict(schema))(dict(schema))

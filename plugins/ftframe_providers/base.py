@@ -148,7 +148,7 @@ class ProviderBackend(Backend):
     def example_problems(self, examples: Sequence[Example]) -> list[str]:
         missing = [ex for ex in examples if not ex.is_preference] if self.config.method == "dpo" else []
         if not missing:
-            return []
+            return super().example_problems(examples)
         return [(f"backend.method=dpo needs preference pairs (a 'chosen' and a 'rejected' reply per prompt); "
                  f"{len(missing)} of {len(examples)} training examples have none (first: {missing[0].source}). "
                  f"Use preference data, or backend.method=supervised.")]

@@ -1,4 +1,4 @@
-"""Preference formats (OpenAI DPO JSONL, ShareGPT DPO), KTO refusal, and saved HF datasets / parquet files."""
+"""Preference formats (OpenAI DPO JSONL, ShareGPT DPO), KTO files among them, and saved HF datasets / parquet files."""
 
 from __future__ import annotations
 
@@ -78,21 +78,22 @@ def test_sharegpt_dpo_bad_records(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- KTO
-def test_kto_file_is_refused_as_unsupported(tmp_path):
+def test_kto_file_is_detected_as_labelled_chat_and_refused_by_the_pair_formats(tmp_path):
+    """LLaMA-Factory's KTO demo is read as labelled replies (tests/unit/test_preference_methods.py trains on
+    such data); the pair formats reject its rows with the reason and the format to use."""
     path = shared("llamafactory_data", "kto_en_demo.json")
     from ftframe.testing import plugin_manager
 
-    with pytest.raises(DataError, match="KTO is not supported") as err:
-        detect(plugin_manager(), str(path))
-    assert str(path) in str(err.value)
-    with pytest.raises(DataError, match="KTO is not supported"):
-        ShareGPTDpo(ShareGPTDpoConfig(path=str(path), on_error="skip")).load()
-    # as JSONL through chat_jsonl: skipping does not hide it either
-    from ftframe_formats.chat_jsonl import ChatJsonl, ChatJsonlConfig
+    assert detect(plugin_manager(), str(path)) == "chat_jsonl"
+    loaded = ShareGPTDpo(ShareGPTDpoConfig(path=str(path), messages_key="messages", role_key="role",
+                                           content_key="content", user_tag="user", assistant_tag="assistant",
+                                           on_error="skip")).load()
+    assert not loaded.examples and len(loaded.rejected) == 300
+    assert "this is a KTO example" in loaded.rejected[0].reason and "data=sharegpt" in loaded.rejected[0].reason
 
     lines = _jsonl(tmp_path / "kto.jsonl", json.loads(path.read_text(encoding="utf-8"))[:3])
-    with pytest.raises(DataError, match=rf"{lines}:1: .*KTO is not supported"):
-        ChatJsonl(ChatJsonlConfig(path=str(lines), on_error="skip")).load()
+    with pytest.raises(DataError, match=rf"{lines}:1: this is a KTO example .* read it with data=chat_jsonl"):
+        OpenAIDpo(OpenAIDpoConfig(path=str(lines))).load()
 
 
 # ------------------------------------------------------------------------------------ OpenAI DPO

@@ -152,7 +152,7 @@ def test_a_backends_own_key_still_works_and_wins_but_not_silently_over_an_explic
 def test_a_key_of_another_backend_says_where_it_belongs(pm):
     with pytest.raises(ConfigError) as err:
         compose(["+task=triage", "backend=full", "backend.last_layers=3"], pm=pm)
-    assert "'last_layers' is an option of backend dpo, lora, qlora only" in str(err.value)
+    assert "'last_layers' is an option of backend dpo, ipo, kto, lora, orpo, qlora, simpo only" in str(err.value)
     with pytest.raises(ConfigError) as err:
         compose(["backend=openai", "backend.epochs=3"], pm=pm)
     assert "did you mean 'n_epochs'?" in str(err.value) and "The portable train.epochs sets it" in str(err.value)

@@ -87,7 +87,7 @@ def test_dora_adds_trained_magnitudes(registry, tiny_model_dir):
     ("memory_check", "maybe", "backend.memory_check"), ("label_smoothing", 1.0, "backend.label_smoothing"),
 ])
 def test_every_backend_checks_the_shared_hyperparameters(registry, option, value, key):
-    for name in ("lora", "qlora", "full", "dpo"):
+    for name in ("lora", "qlora", "full", "dpo", "ipo", "simpo", "orpo", "kto"):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             registry.create("backend", name, {option: value})
 
@@ -190,7 +190,7 @@ def test_progressive_unfreezing_trains_unfrozen_layers_on_schedule(tmp_path, dee
 
 # ------------------------------------------------------------------------------------------------ dpo
 def test_dpo_loss_matches_the_definition():
-    from ftframe_backends.dpo_objective import dpo_loss
+    from ftframe_backends.preference_losses import dpo_loss
 
     zero = torch.zeros(3)
     loss, stats = dpo_loss(zero, zero, zero, zero, beta=0.1)
