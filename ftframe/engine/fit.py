@@ -69,6 +69,9 @@ class FitResult:
     early_stopping: dict[str, Any] | None = None
     """``{"patience", "monitor", "stopped", "stopped_epoch", "reason"}`` (:func:`early_stopping_info`);
     ``None`` when early stopping is off or nothing was validated."""
+    peak_gpu_memory: int | None = None
+    """``torch.cuda.max_memory_allocated()`` over training (bytes, this process's GPU) when it trained on
+    CUDA; ``None`` on the CPU."""
 
     def info(self) -> dict[str, Any]:
         """The training facts a backend reports (``metrics.json`` → ``train``)."""
@@ -80,7 +83,7 @@ class FitResult:
                 "resumed_from": self.resumed_from, "world_size": self.world_size, "ranks": self.ranks,
                 "memory": self.memory, "packed_batches": self.packed_batches, "computed_tokens": self.computed_tokens,
                 "epochs_asked": self.epochs_asked, "best_epoch": self.best_epoch, "early_stopping": self.early_stopping,
-                "history": self.history}
+                "peak_gpu_memory": self.peak_gpu_memory, "history": self.history}
 
 
 class InterruptCheckpoint(Callback):
@@ -206,6 +209,9 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     if resume is not None and trainer.is_global_zero:
         ui.get_console().print(f"resuming from {resume}")
     previous = signal.getsignal(signal.SIGINT)
+    cuda = device == "cuda" and torch.cuda.is_available()
+    if cuda and torch.cuda.is_initialized():  # the preflight's free-memory query initialised it
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
@@ -218,6 +224,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
         signal.signal(signal.SIGINT, previous)  # Lightning ignores further Ctrl-C after the first
         switch_attention(model, attention)  # evaluation keeps the model's own kernel
     seconds = time.perf_counter() - start
+    peak_gpu = int(torch.cuda.max_memory_allocated()) if cuda and torch.cuda.is_initialized() else None
 
     best_path, best_score, best = None, None, None
     if val is not None and epoch_ckpt.best_model_path:
@@ -236,4 +243,4 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                      is_global_zero=trainer.is_global_zero, packed_batches=module.packed_batches,
                      computed_tokens=module.computed_tokens, epochs_asked=hp.epochs,
                      best_epoch=int(best["epoch"]) if best else None,
-                     early_stopping=early_stopping_info(trainer, monitor, best))
+                     early_stopping=early_stopping_info(trainer, monitor, best), peak_gpu_memory=peak_gpu)
