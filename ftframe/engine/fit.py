@@ -8,6 +8,7 @@ started again in the same run dir resumes from ``last.ckpt`` (``trainer.resume``
 
 from __future__ import annotations
 
+import copy
 import signal
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from ftframe.engine.memory import preflight
 from ftframe.engine.module import SELECT_KEY, CausalLMModule
 from ftframe.engine.packing import KERNELS, packed_collate, packing_problem, register_kernels
 from ftframe.engine.predict import switch_attention
+from ftframe.engine.ranks import is_global_zero
 
 LAST = "last.ckpt"
 
@@ -59,6 +61,8 @@ class FitResult:
     """False in the other processes of a distributed run (they evaluate and write nothing)."""
     packed_batches: int = 0
     """Training batches of this process that were packed (``backend.packing``)."""
+    sharded_layers: int | None = None
+    """Under ``trainer.strategy=fsdp``: the modules sharded with ``fully_shard`` (decoder layers + the root)."""
     computed_tokens: int = 0
     """Token rows this process's training batches ran through the model (padding included, a packed
     batch's shared prefix once): against ``trained_tokens``, what padding and packing did."""
@@ -82,7 +86,7 @@ class FitResult:
                 "best_checkpoint": self.best_checkpoint, "best_score": self.best_score, "monitor": self.monitor,
                 "resumed_from": self.resumed_from, "world_size": self.world_size, "ranks": self.ranks,
                 "memory": self.memory, "packed_batches": self.packed_batches, "computed_tokens": self.computed_tokens,
-                "epochs_asked": self.epochs_asked, "best_epoch": self.best_epoch, "early_stopping": self.early_stopping,
+                "epochs_asked": self.epochs_asked, "sharded_layers": self.sharded_layers, "best_epoch": self.best_epoch, "early_stopping": self.early_stopping,
                 "peak_gpu_memory": self.peak_gpu_memory, "history": self.history}
 
 
@@ -145,6 +149,36 @@ def early_stopping_info(trainer: L.Trainer, monitor: str, best: dict[str, float]
     return info
 
 
+def sharding_strategy(tcfg: Any) -> Any:
+    """``trainer.strategy=fsdp``: torch's FSDP2 (``fully_shard``, :meth:`CausalLMModule.configure_model`)
+    through Lightning's ``ModelParallelStrategy``, every process one data-parallel shard, checkpoints as
+    one full file (what resume and best-epoch selection read). Unlike Lightning's FSDP1 strategy it also
+    runs on the CPU (gloo)."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    devices = tcfg.devices
+    if not isinstance(devices, (int, str)):  # a list of device indices
+        count = len(devices)
+    elif str(devices) in ("auto", "-1"):
+        gpu = str(tcfg.accelerator) in ("gpu", "cuda") or (str(tcfg.accelerator) == "auto" and torch.cuda.is_available())
+        count = torch.cuda.device_count() if gpu else 1
+    else:
+        count = int(devices)
+    return ModelParallelStrategy(data_parallel_size=count * int(tcfg.num_nodes), tensor_parallel_size=1,
+                                 save_distributed_checkpoint=False)
+
+
+def gather_trained(sharded: Any, whole: Any) -> None:
+    """Copy the trained parameters of the FSDP-sharded ``sharded`` into ``whole`` on rank 0 (every rank
+    must call it: the shards are gathered)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    names = {n for n, p in whole.named_parameters() if p.requires_grad}
+    if full:  # rank 0; the other ranks get nothing and evaluate nothing
+        whole.load_state_dict({k: v for k, v in full.items() if k in names}, strict=False)
+
+
 def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
               module_cls: type[CausalLMModule] = CausalLMModule, callbacks: Sequence[Any] = (),
               memory_hints: Sequence[str] = ()) -> FitResult:
@@ -161,18 +195,29 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     pad = pad_id(tokenizer)
     train = module_cls.encode(tokenizer, job.train, hp.max_length)
     val = module_cls.encode(tokenizer, job.val, hp.max_length) if job.val else None
+    tcfg = job.trainer_config
+    sharded = str(tcfg.strategy) == "fsdp"
     scorer = job.val_scorer(tokenizer, module_cls.val_predictor) if val is not None and module_cls.task_validation else None
+    if sharded and scorer is not None:
+        # rank 0 alone scores the validation split, and a sharded model answers only with every rank
+        scorer = None
+        if is_global_zero():
+            ui.get_console().print("[dim]fsdp: epochs are selected on val/loss (the task metrics are computed "
+                                   "after training)[/]")
     monitor, mode = job.val_monitor if scorer is not None else ("val/loss", "min")
-    module = module_cls(model, hp, val_scorer=scorer, monitor=monitor, higher_is_better=(mode == "max"))
+    # Under FSDP a copy trains sharded and `model` stays whole for rank 0's evaluation and export after
+    # training (the trained weights are gathered into it).
+    trained = copy.deepcopy(model) if sharded else model
+    module = module_cls(trained, hp, val_scorer=scorer, monitor=monitor, higher_is_better=(mode == "max"))
     if hp.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input that requires grad (a frozen embedding is fine).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()  # loaders hand out eval-mode models; dropout must be active while training
+        trained.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trained.train()  # loaders hand out eval-mode models; dropout must be active while training
 
-    tcfg = job.trainer_config
     extra, epoch_ckpt = _callbacks(job, hp, val is not None)
     trainer = L.Trainer(
-        accelerator=tcfg.accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes, strategy=tcfg.strategy,
+        accelerator=tcfg.accelerator, devices=tcfg.devices, num_nodes=tcfg.num_nodes,
+        strategy=sharding_strategy(tcfg) if sharded else tcfg.strategy,
         precision=hp.lightning_precision(), max_epochs=hp.epochs, max_steps=hp.max_steps,
         accumulate_grad_batches=hp.grad_accum, gradient_clip_val=hp.grad_clip or None,
         log_every_n_steps=tcfg.log_every_n_steps, enable_progress_bar=tcfg.enable_progress_bar,
@@ -203,7 +248,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
     if packing:
         register_kernels()
         kernel = KERNELS[kernel]
-    attention = switch_attention(model, kernel)
+    attention = switch_attention(trained, kernel)
 
     resume = resume_checkpoint(job.run_dir) if tcfg.get("resume", True) else None
     if resume is not None and trainer.is_global_zero:
@@ -222,7 +267,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
         raise
     finally:
         signal.signal(signal.SIGINT, previous)  # Lightning ignores further Ctrl-C after the first
-        switch_attention(model, attention)  # evaluation keeps the model's own kernel
+        switch_attention(trained, attention)  # evaluation keeps the model's own kernel
     seconds = time.perf_counter() - start
     peak_gpu = int(torch.cuda.max_memory_allocated()) if cuda and torch.cuda.is_initialized() else None
 
@@ -231,8 +276,14 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
         best_path = epoch_ckpt.best_model_path
         best = module.best_epoch()
         best_score = best.get(monitor) if best else None
+    if sharded:
+        gather_trained(trained, model)
+    if best_path is not None:
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-        missing = module.load_state_dict(state, strict=False)
+        if sharded:  # into the whole model (keys without the LightningModule's "model." prefix)
+            missing = model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()}, strict=False)
+        else:
+            missing = module.load_state_dict(state, strict=False)
         if missing.unexpected_keys:
             raise RuntimeError(f"best checkpoint has unexpected keys: {missing.unexpected_keys[:5]}")
     model.eval()
@@ -243,4 +294,5 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                      is_global_zero=trainer.is_global_zero, packed_batches=module.packed_batches,
                      computed_tokens=module.computed_tokens, epochs_asked=hp.epochs,
                      best_epoch=int(best["epoch"]) if best else None,
-                     early_stopping=early_stopping_info(trainer, monitor, best), peak_gpu_memory=peak_gpu)
+                     early_stopping=early_stopping_info(trainer, monitor, best),
+                     sharded_layers=getattr(module, "sharded_layers", None), peak_gpu_memory=peak_gpu)

@@ -159,6 +159,26 @@ class CausalLMModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         register_kernels()  # in every process: a spawned worker's model may name the packed kernels
 
+    def configure_model(self) -> None:
+        """Under ``trainer.strategy=fsdp`` (Lightning's ``ModelParallelStrategy``, which sets ``device_mesh``):
+        shard every decoder layer, then the rest of the model, over the data-parallel ranks with torch's
+        FSDP2 ``fully_shard``; Lightning calls this once, before the optimizer is made."""
+        mesh = self.device_mesh
+        if mesh is None or getattr(self, "_sharded", False):
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        shards = mesh["data_parallel"]
+        layers = [m for m in self.model.modules() if type(m).__name__.endswith("DecoderLayer")]
+        for layer in layers:
+            fully_shard(layer, mesh=shards)
+        fully_shard(self.model, mesh=shards)
+        self.sharded_layers = len(layers) + 1
+        # The fast head calls the decoder on its own, which would skip the root's un-sharding of the
+        # embeddings and the head: the sharded model always runs whole.
+        self.fast_head = False
+        self._sharded = True
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, n, extra = self.compute_loss(batch, training=True)
         self.trained_tokens += batch_tokens(batch)

@@ -17,7 +17,7 @@ def test_plugins_json_lists_first_party_plugins():
     out = ftframe("plugins", "--json")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert rows["ftframe_backends"]["provides"] == {"backend": ["dpo", "full", "lora", "qlora"]}
+    assert rows["ftframe_backends"]["provides"] == {"backend": ["dpo", "full", "ipo", "kto", "lora", "orpo", "qlora", "simpo"]}
     assert rows["ftframe_metrics"]["distribution"] == "ftframe"
     assert set(rows["ftframe_metrics"]["provides"]["metrics"]) >= {"macro_f1", "accuracy"}
 
