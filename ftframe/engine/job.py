@@ -81,9 +81,14 @@ class TrainJob:
         return score
 
     def extra_callbacks(self) -> list[Any]:
+        """The plugins' Lightning callbacks, and with a logger the one that gives it the run config."""
         from ftframe.plugins import call_hook
 
         out: list[Any] = []
+        if self.config.get("logger") is not None:
+            from ftframe.engine.trackers import TrackerRun
+
+            out.append(TrackerRun(OmegaConf.to_container(self.config, resolve=True)))
         for group in call_hook(self.pm, "ftframe_lightning_callbacks", config=self.config):
             out.extend(group)
         return out

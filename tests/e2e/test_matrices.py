@@ -4,6 +4,7 @@ failing cell that does not stop the sweep, resuming a sweep, Optuna, and the job
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -109,14 +110,90 @@ def test_optuna_sweep_optimises_the_task_metric(monkeypatch, tmp_path, tiny_mode
     assert "backend.lr" in (sweep / "results.md").read_text()
 
 
+# A private Ray instance on this machine for the sweep (2 CPUs, one per cell), bound to loopback.
+LOCAL_RAY = ["hydra.launcher.ray.init.address=local", "++hydra.launcher.ray.init.num_cpus=2",
+             "++hydra.launcher.ray.init._node_ip_address=127.0.0.1", "++hydra.launcher.ray.init.include_dashboard=false",
+             "hydra.launcher.ray.remote.num_cpus=1"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local", "ray_cluster"])
 def test_launcher_runs_cells_in_other_processes(monkeypatch, tmp_path, tiny_model_dir, good_data, launcher):
+    extra = []
+    if launcher == "ray_cluster":
+        pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'ftframe[ray]')")
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # Ray would report usage to its servers
+        extra = LOCAL_RAY
     sweep = tmp_path / "sweep"
     assert multirun(monkeypatch, *tiny_args(tiny_model_dir), f"data.path={good_data}", "seed=0,1",
-                    f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}") == 0
+                    f"hydra/launcher={launcher}", *extra, f"hydra.sweep.dir={sweep}") == 0
     runs = [manifest(sweep / str(i)) for i in range(2)]
     assert [r["status"] for r in runs] == ["succeeded", "succeeded"] and [r["seed"] for r in runs] == [0, 1]
-    expected = {"parallel": "JoblibLauncher", "submitit_local": "LocalLauncher"}[launcher]
+    expected = {"parallel": "JoblibLauncher", "submitit_local": "LocalLauncher", "ray_cluster": "RayLauncher"}[launcher]
     assert all(r["hydra"]["launcher"].endswith(expected) for r in runs)
     assert "2 runs, 1 cells, 0 not finished" in (sweep / "results.md").read_text()
+
+
+def _sbatch_stand_in(tmp_path: Path) -> tuple[Path, Path]:
+    """``sbatch`` and ``srun`` on PATH: sbatch records its arguments and the script it is given, then refuses
+    the job (there is no cluster to run it), so the test sees what the launcher hands a SLURM controller."""
+    record, bin_dir = tmp_path / "submitted", tmp_path / "bin"
+    record.mkdir()
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text("#!/bin/sh\n"
+                      f'printf "%s\\n" "$@" > {record}/argv\n'
+                      f'cp "$1" {record}/script.sh\n'
+                      'echo "sbatch: error: test stand-in: submission recorded, no cluster to run it" >&2\n'
+                      "exit 1\n")
+    sbatch.chmod(0o755)
+    srun = bin_dir / "srun"  # submitit looks for it on the submitting host; only the cluster's job runs it
+    srun.write_text("#!/bin/sh\necho 'srun: test stand-in, not a cluster' >&2\nexit 1\n")
+    srun.chmod(0o755)
+    return bin_dir, record
+
+
+@pytest.mark.parametrize(("trainer", "nodes", "tasks", "gpus"), [("slurm", 2, 4, 4), ("gpu", 1, 1, 1), ("cpu", 1, 1, None)])
+def test_slurm_submission_asks_for_what_the_trainer_needs(monkeypatch, tmp_path, tiny_model_dir, good_data,
+                                                          trainer, nodes, tasks, gpus):
+    import shlex
+
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+    from submitit.core.utils import DelayedSubmission
+
+    bin_dir, record = _sbatch_stand_in(tmp_path)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    sweep = tmp_path / "sweep"
+    setup = ["source /opt/ftframe/.venv/bin/activate", "export HF_HOME=/shared/hf"]
+    status = multirun(monkeypatch, *tiny_args(tiny_model_dir), f"data.path={good_data}", "seed=0,1",
+                      f"trainer={trainer}", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                      "hydra.launcher.account=proj42", f"hydra.launcher.setup=[{','.join(repr(s) for s in setup)}]",
+                      f"hydra.sweep.dir={sweep}")
+    assert status == 1  # the refused submission is reported as the sweep's failure, not hidden
+
+    script = (record / "script.sh").read_text()
+    assert (record / "argv").read_text().split() == [str(next(sweep.glob(".submitit/.submission_file_*.sh")))]
+    flags = dict(line.removeprefix("#SBATCH --").split("=", 1) for line in script.splitlines()
+                 if line.startswith("#SBATCH --"))
+    assert flags["nodes"] == str(nodes) and flags["ntasks-per-node"] == str(tasks)
+    assert flags.get("gpus-per-node") == (None if gpus is None else str(gpus))
+    assert flags["cpus-per-task"] == "8" and flags["mem"] == "32GB" and flags["time"] == "120"
+    assert flags["partition"] == "gpu" and flags["account"] == "proj42" and flags["job-name"] == "ftframe"
+    assert flags["array"] == "0-1%2"  # one array task per cell; at most min(cells, array_parallelism) at once
+    assert flags["output"] == f"{sweep}/.submitit/%A_%a/%A_%a_0_log.out"
+    # the environment: the setup lines, then the command every task runs under srun
+    lines = script.splitlines()
+    assert lines[lines.index("# setup") + 1:lines.index("# setup") + 3] == setup
+    assert "export SUBMITIT_EXECUTOR=slurm" in lines
+    command = shlex.split(lines[lines.index("export SUBMITIT_EXECUTOR=slurm") + 1])
+    assert command[:2] == ["srun", "--unbuffered"]
+    assert command[-5:] == [sys.executable, "-u", "-m", "submitit.core._submit", f"{sweep}/.submitit/%j"]
+    # what each array task unpickles and calls: the launcher with its cell's overrides
+    cells = sorted(DelayedSubmission.load(p).args[0] for p in (sweep / ".submitit").glob("*.pkl"))
+    assert [[o for o in c if o.startswith("seed=")] for c in cells] == [["seed=0"], ["seed=1"]]
+    assert all(f"trainer={trainer}" in c and f"data.path={good_data}" in c for c in cells)
+    # Lightning's own SLURM check, fed the allocation this script asks for, accepts the trainer's devices
+    job_cfg = DelayedSubmission.load(next((sweep / ".submitit").glob("*.pkl"))).function.config
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", flags["ntasks-per-node"])
+    monkeypatch.setenv("SLURM_NNODES", flags["nodes"])
+    SLURMEnvironment().validate_settings(num_devices=job_cfg.trainer.devices, num_nodes=job_cfg.trainer.num_nodes)

@@ -45,8 +45,6 @@ def test_there_are_yaml_files_to_check():
 
 @pytest.mark.parametrize("rel", YAMLS, ids=str)
 def test_yaml_composes_and_validates(rel, pm, registry):
-    if rel == Path("hydra/launcher/ray_cluster.yaml"):
-        pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the ray extra is not installed")
     cfg = compose(overrides_for(rel), pm=pm)
     assert problems(cfg, registry) == []
 

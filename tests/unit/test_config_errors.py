@@ -202,3 +202,12 @@ def test_exporters_matching_the_backend_pass(pm, registry, data_file):
                       ["backend.head=classifier", "exporters=[adapter,merged,model_card]"]):
         found = problems(compose([f"data.path={data_file}", *overrides], pm=pm), registry)
         assert not [p for p in found if p.startswith("exporters.")], found
+
+
+def test_a_slurm_request_needs_the_trainers_device_count():
+    from ftframe.config.resolvers import slurm_gpus_per_node, slurm_tasks_per_node
+
+    assert slurm_tasks_per_node(4) == 4 and slurm_tasks_per_node([0, 1]) == 2
+    assert slurm_gpus_per_node("gpu", 4) == 4 and slurm_gpus_per_node("cpu", 2) is None
+    with pytest.raises(ConfigError, match=r"trainer.devices='auto' .* set trainer.devices to a number"):
+        slurm_tasks_per_node("auto")
