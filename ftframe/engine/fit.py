@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 
 from ftframe import console as ui
 from ftframe.engine.chat import pad_id
+from ftframe.engine.checkpoint_io import StreamingCheckpointIO
 from ftframe.engine.data import ChatDataModule
 from ftframe.engine.hparams import TrainHyperparams
 from ftframe.engine.memory import preflight
@@ -225,6 +226,7 @@ def fit_local(job: Any, model: Any, tokenizer: Any, hp: TrainHyperparams, *,
                                                                                     *job.extra_callbacks()],
         default_root_dir=str(job.run_dir), num_sanity_val_steps=0, enable_model_summary=False,
         limit_val_batches=1.0 if val is not None else 0,
+        plugins=[StreamingCheckpointIO()],  # no in-memory copy of each checkpoint (ftframe.engine.checkpoint_io)
     )
     # Length grouping is our own batch sampler; distributed runs use Lightning's DistributedSampler instead.
     group = hp.group_by_length and trainer.world_size == 1
