@@ -3,8 +3,11 @@
 The estimate is for the model as it will train (the backend has already chosen trainable parameters,
 dtypes and quantisation), so one function serves LoRA, QLoRA, full fine-tuning and DPO:
 
-* parameters: the bytes the weights occupy now (4-bit weights count at their packed size);
-* gradients: one fp32 value per trainable parameter; optimizer: AdamW keeps two more;
+* parameters: the bytes the weights occupy now (4-bit weights count at their packed size); on the CPU
+  they are in memory already, except those still in a memory-mapped file (safetensors weights loaded in
+  their stored dtype), which training reads in;
+* gradients: one value per trainable parameter in its dtype; optimizer: AdamW keeps two more (its
+  ``exp_avg`` and ``exp_avg_sq`` are created like the parameter: 2 bytes each for a bf16-true full model);
 * activations: per layer that the backward pass goes through, ``s·b·h·(34 + 5·a·s/h)`` bytes at 16 bits
   (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models", eq. 2),
   scaled to the activation dtype; with gradient checkpointing only each layer's input is kept plus one
@@ -18,8 +21,10 @@ a message that says what to change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +38,8 @@ MARGIN = 1.1
 @dataclass
 class MemoryEstimate:
     parameters: int
-    """Bytes; counted in ``needed`` only when the weights still have to move to the device."""
+    """Bytes; counted in ``needed`` when the weights still have to move to the device (on the CPU only
+    their memory-mapped part, ``mapped_parameters``)."""
     gradients: int
     optimizer: int
     activations: int
@@ -42,18 +48,36 @@ class MemoryEstimate:
     device: str
     weights_resident: bool
     """The weights already occupy the memory ``available`` was measured in (CPU training)."""
+    process_rss: int = 0
+    """This process's resident memory when the estimate was made (CPU training: the framework, the data and
+    the weights it has copied into memory); 0 on a GPU."""
+    mapped_parameters: int = 0
+    """Bytes of the weights that still lie in a memory-mapped file (safetensors weights loaded in their
+    stored dtype are not copied): no RSS yet, but every page joins it once training reads it."""
 
     @property
     def needed(self) -> int:
+        """What training adds to the memory in use now: gradients, optimizer state, activations and logits,
+        and the weights that are not in memory yet (all of them on a GPU, the memory-mapped ones on the CPU)."""
         extra = self.gradients + self.optimizer + self.activations + self.logits
-        return extra if self.weights_resident else extra + self.parameters
+        return extra + (self.mapped_parameters if self.weights_resident else self.parameters)
+
+    @property
+    def expected_peak(self) -> int:
+        """The peak to expect while training: on the CPU the process's RSS (``process_rss + needed``), on a
+        GPU its allocated memory (``torch.cuda.max_memory_allocated``: ``needed``, the weights included)."""
+        return self.process_rss + self.needed if self.weights_resident else self.needed
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "needed": self.needed}
+        return {**asdict(self), "needed": self.needed, "expected_peak": self.expected_peak}
 
     def describe(self) -> str:
         gb = lambda n: f"{n / GiB:.2f} GiB"
-        return (f"parameters {gb(self.parameters)}{' (already loaded)' if self.weights_resident else ''}, "
+        loaded = ""
+        if self.weights_resident:
+            mapped = self.mapped_parameters
+            loaded = f" ({gb(mapped)} memory-mapped, not read yet)" if mapped else " (already loaded)"
+        return (f"parameters {gb(self.parameters)}{loaded}, "
                 f"gradients {gb(self.gradients)}, optimizer {gb(self.optimizer)}, "
                 f"activations {gb(self.activations)}, logits {gb(self.logits)}; "
                 f"needed {gb(self.needed)} of {gb(self.available)} available on {self.device}")
@@ -76,6 +100,35 @@ def available_memory(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
+def process_rss() -> int:
+    """This process's resident set size (psutil)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def mapped_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of ``tensors`` whose data lies in a memory-mapped file (Linux ``/proc/self/maps``; 0 where it
+    cannot be read). Such pages count in the RSS only once read, and the kernel may drop them again."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return 0
+    regions = sorted((int(lo, 16), int(hi, 16)) for line in maps.splitlines()
+                     if len(parts := line.split(maxsplit=5)) == 6 and parts[5].startswith("/")
+                     for lo, hi in [parts[0].split("-")])
+    starts = [lo for lo, _ in regions]
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        ptr = t.data_ptr()
+        i = bisect.bisect_right(starts, ptr) - 1
+        if ptr not in seen and i >= 0 and ptr < regions[i][1]:
+            seen.add(ptr)
+            total += t.numel() * t.element_size()
+    return total
+
+
 def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointing: bool, device: str = "cpu",
              available: int | None = None, fast_head: bool = True, sequences_per_item: int = 1) -> MemoryEstimate:
     """What training ``model`` on ``batch_size`` x ``seq_len`` tokens needs (``sequences_per_item``: 2 for
@@ -83,8 +136,10 @@ def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointin
     params = list(model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     trainable = sum(p.numel() for p in params if p.requires_grad)
-    grads = 4 * trainable
-    optim = 8 * trainable  # AdamW: exp_avg and exp_avg_sq, fp32
+    # A gradient, and each of AdamW's exp_avg and exp_avg_sq, takes its parameter's dtype (fp32 adapters and
+    # bf16-mixed weights: 4 bytes each; full bf16-true weights: 2).
+    grads = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    optim = 2 * grads
     cfg = getattr(model, "config", None)
     hidden = int(getattr(cfg, "hidden_size", 0) or 0)
     heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
@@ -105,7 +160,8 @@ def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointin
     logits = 2 * 4 * positions * vocab if trainable else 0
     on_cpu = not device.startswith("cuda")
     avail = available if available is not None else available_memory(device)
-    return MemoryEstimate(param_bytes, grads, optim, int(activations), logits, int(avail), device, on_cpu)
+    return MemoryEstimate(param_bytes, grads, optim, int(activations), logits, int(avail), device, on_cpu,
+                          process_rss() if on_cpu else 0, mapped_bytes(params) if on_cpu else 0)
 
 
 def preflight(model: Any, *, mode: str, hints: Sequence[str] = (), batch_size: int, seq_len: int, gradient_checkpointing: bool,
