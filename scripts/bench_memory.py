@@ -8,17 +8,19 @@ tokenizer (its ~400 ids are the first rows of the 32,000-row embedding). Then fo
 ``python -m ftframe`` on a small chat file (``--rows`` examples of about ``--max-length`` tokens, 60% of
 them trained: 3 steps of batch 2 by default) under ``/usr/bin/time -v`` and reads:
 
-* measured: the process's peak resident set size (``Maximum resident set size``), the whole run;
+* measured: the process's peak resident set size (``Maximum resident set size``), the whole run, and the
+  peak of each stage the run prints (RSS sampled every 50 ms from ``/proc``, anonymous and file-backed);
 * estimate: ``metrics.json`` → ``train.memory`` (the memory preflight of ``ftframe.engine.memory``):
-  ``expected_peak`` = the process's RSS when training starts (weights, framework, data) + ``needed``
-  (gradients, optimizer state, activations, logits), and its terms;
+  ``expected_peak`` = the process's RSS when training starts (framework, data, copied weights) +
+  ``needed`` (memory-mapped weights, gradients, optimizer state, activations, logits), and its terms;
 * step time: ``train.train_seconds / train.steps`` (the first step included).
 
-Run the runs one at a time on an otherwise quiet machine (full fine-tuning of 1B parameters in fp32 needs
-~17 GB)::
+The runs go one at a time; run them on an otherwise quiet machine (full fine-tuning of 1B parameters in
+fp32 needs ~18 GiB, in bf16-true ~10 GiB; the results are in docs/training.md, "Measured at 1B
+parameters")::
 
-    .venv/bin/python scripts/bench_memory.py --markdown /tmp/bench_memory.md
-    .venv/bin/python scripts/bench_memory.py --runs lora,full:fp32 --layers 16   # a 0.84B model
+    .venv/bin/python scripts/bench_memory.py --markdown /tmp/bench_memory.md      # lora, full:bf16-true
+    .venv/bin/python scripts/bench_memory.py --runs full:fp32 --layers 16          # a 0.84B model
 
 ``--runs`` takes ``backend[:precision]`` items (precision default ``auto``: bf16-true for lora, bf16-mixed
 for full where the CPU has bf16 maths).
@@ -46,7 +48,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="/tmp/ftframe-bench-memory", help="model folder, data and run dirs go here")
     p.add_argument("--layers", type=int, default=20, help="decoder layers (20: 1.01B parameters, 22: 1.10B)")
-    p.add_argument("--runs", default="lora,full:fp32", help="comma-separated backend[:precision] items")
+    p.add_argument("--runs", default="lora,full:bf16-true", help="comma-separated backend[:precision] items")
     p.add_argument("--rows", type=int, default=10, help="examples in the data file (60%% train, 40%% test)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--max-length", type=int, default=128)
