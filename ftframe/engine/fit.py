@@ -87,8 +87,8 @@ class FitResult:
                 "best_checkpoint": self.best_checkpoint, "best_score": self.best_score, "monitor": self.monitor,
                 "resumed_from": self.resumed_from, "world_size": self.world_size, "ranks": self.ranks,
                 "memory": self.memory, "packed_batches": self.packed_batches, "computed_tokens": self.computed_tokens,
-                "epochs_asked": self.epochs_asked, "sharded_layers": self.sharded_layers, "best_epoch": self.best_epoch, "early_stopping": self.early_stopping,
-                "peak_gpu_memory": self.peak_gpu_memory, "history": self.history}
+                "epochs_asked": self.epochs_asked, "best_epoch": self.best_epoch, "early_stopping": self.early_stopping,
+                "sharded_layers": self.sharded_layers, "peak_gpu_memory": self.peak_gpu_memory, "history": self.history}
 
 
 class InterruptCheckpoint(Callback):

@@ -25,6 +25,13 @@ def _positive(name: str, value: float, key: str) -> None:
         raise ConfigError(f"backend.{key} for {name} must be positive, got {value}.")
 
 
+def _flip_share(name: str, value: float) -> None:
+    """dpo and simpo read ``label_smoothing`` as the assumed share of flipped preference labels."""
+    if value >= 0.5:
+        raise ConfigError(f"backend.label_smoothing for {name} is the share of flipped preferences and must be "
+                          f"below 0.5, got {value}.")
+
+
 def _no_label_smoothing(name: str, value: float) -> None:
     if value:
         raise ConfigError(f"backend.label_smoothing has no meaning for {name} (it is the assumed share of flipped "
@@ -42,9 +49,7 @@ class DpoConfig(LoraConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive("dpo", self.beta, "beta")
-        if self.label_smoothing >= 0.5:
-            raise ConfigError(f"backend.label_smoothing for dpo is the share of flipped preferences and must be "
-                              f"below 0.5, got {self.label_smoothing}.")
+        _flip_share("dpo", self.label_smoothing)
 
 
 @dataclass
@@ -76,9 +81,7 @@ class SimpoConfig(LoraConfig):
         _positive("simpo", self.beta, "beta")
         if self.gamma < 0:
             raise ConfigError(f"backend.gamma for simpo must not be negative, got {self.gamma}.")
-        if self.label_smoothing >= 0.5:
-            raise ConfigError(f"backend.label_smoothing for simpo is the share of flipped preferences and must be "
-                              f"below 0.5, got {self.label_smoothing}.")
+        _flip_share("simpo", self.label_smoothing)
 
 
 @dataclass

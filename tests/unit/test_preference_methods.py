@@ -204,8 +204,7 @@ def test_each_backend_refuses_the_data_it_cannot_train_on(tmp_path, tiny_model_d
         run_tiny(tmp_path / "a", tiny_run_overrides(tiny_model_dir, pair_path, backend="kto"))
     with pytest.raises(DataError, match=r"backend=orpo needs preference pairs .* use backend=kto\)"):
         run_tiny(tmp_path / "b", tiny_run_overrides(tiny_model_dir, kto_path, backend="orpo"))
-    with pytest.raises(DataError, match=r"backend=lora learns every reply, but 32 of \d+ training examples|"
-                                        r"backend=lora learns every reply, but \d+ of \d+ training examples carry a "
+    with pytest.raises(DataError, match=r"backend=lora learns every reply, but \d+ of \d+ training examples carry a "
                                         r"KTO 'label' \(\d+ undesirable"):
         run_tiny(tmp_path / "c", tiny_run_overrides(tiny_model_dir, kto_path))
 
