@@ -12,7 +12,8 @@ them trained: 3 steps of batch 2 by default) under ``/usr/bin/time -v`` and read
   peak of each stage the run prints (RSS sampled every 50 ms from ``/proc``, anonymous and file-backed);
 * estimate: ``metrics.json`` → ``train.memory`` (the memory preflight of ``ftframe.engine.memory``):
   ``expected_peak`` = the process's RSS when training starts (framework, data, copied weights) +
-  ``needed`` (memory-mapped weights, gradients, optimizer state, activations, logits), and its terms;
+  ``needed`` (memory-mapped weights, gradients, optimizer state and AdamW's step temporaries, activations,
+  logits), and its terms;
 * step time: ``train.train_seconds / train.steps`` (the first step included).
 
 The runs go one at a time; run them on an otherwise quiet machine (full fine-tuning of 1B parameters in
@@ -21,6 +22,7 @@ parameters")::
 
     .venv/bin/python scripts/bench_memory.py --markdown /tmp/bench_memory.md      # lora, full:bf16-true
     .venv/bin/python scripts/bench_memory.py --runs full:fp32 --layers 16          # a 0.84B model
+    MALLOC_MMAP_THRESHOLD_=1048576 .venv/bin/python scripts/bench_memory.py --runs full:bf16-true  # glibc keeps no freed heap
 
 ``--runs`` takes ``backend[:precision]`` items (precision default ``auto``: bf16-true for lora, bf16-mixed
 for full where the CPU has bf16 maths).
@@ -215,12 +217,13 @@ def measure(folder: Path, data: Path, work: Path, item: str, args: argparse.Name
 def table(rows: list[dict[str, Any]]) -> str:
     gb = lambda n: f"{n / GiB:.2f}"
     lines = [("| backend | precision | parameters (trainable) | estimate: RSS at start + needed (weights, grads, "
-              "AdamW, activations, logits) | estimated peak | measured peak RSS, whole run | measured peak RSS, "
+              "AdamW, AdamW step, activations, logits) | estimated peak | measured peak RSS, whole run | measured peak RSS, "
               "load + train stage (anonymous + file) | train stage / estimate | step time |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["memory"]
-        terms = ", ".join(gb(m[k]) for k in ("parameters", "gradients", "optimizer", "activations", "logits"))
+        terms = ", ".join(gb(m[k]) for k in ("parameters", "gradients", "optimizer", "optimizer_step", "activations",
+                                                "logits") if k in m)
         total, anon, file = r["train_stage_rss"]
         lines.append(f"| {r['backend']} | {r['precision']} | {r['parameters'] / 1e9:.2f}B ({r['trainable'] / 1e6:,.1f}M) "
                      f"| {gb(m['process_rss'])} + {gb(m['needed'])} ({terms}) | {gb(m['expected_peak'])} GiB "

@@ -33,6 +33,37 @@ def test_gradient_and_optimizer_terms_are_what_adamw_allocates(tiny_model_dir, d
     assert per_param == (4 if dtype == torch.float32 else 2)
 
 
+def test_optimizer_step_term_is_adamws_peak_while_stepping():
+    # one 128 MB weight: AdamW's update on the CPU briefly holds two temporaries of its size (sqrt, then the
+    # division by the bias correction), which the estimate adds to the steady gradients + moments
+    import threading
+    import time
+
+    weight = torch.nn.Parameter(torch.randn(4096, 8192))
+    model = torch.nn.Sequential(torch.nn.Linear(8192, 4096, bias=False))
+    model[0].weight = weight
+    est = estimate(model, batch_size=1, seq_len=1, gradient_checkpointing=False, available=1 << 40)
+    assert est.optimizer_step == 2 * weight.numel() * 4
+    weight.grad = torch.randn_like(weight)
+    opt = torch.optim.AdamW([weight], lr=1e-3)
+    opt.step()  # the moments exist now; the next step allocates only its temporaries
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process_rss())
+            time.sleep(0.001)
+
+    before = process_rss()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    for _ in range(3):
+        opt.step()
+    done.set()
+    sampler.join()
+    assert 0.75 * est.optimizer_step <= peak[0] - before <= 1.25 * est.optimizer_step
+
+
 def test_fp32_adapters_on_a_bf16_base_count_fp32_state(tiny_model_dir):
     # LoRA's layout under bf16-true: frozen bf16 base, trained fp32 weights (here: the last layer's MLP)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
@@ -64,7 +95,7 @@ def test_weights_in_a_memory_mapped_file_are_still_needed_on_the_cpu(tmp_path, t
     copied = estimate(model, batch_size=2, seq_len=16, gradient_checkpointing=False, available=1 << 40)
     for p in model.parameters():  # every weight in anonymous memory now
         p.data = p.data.clone()
-    extra = copied.gradients + copied.optimizer + copied.activations + copied.logits
+    extra = copied.gradients + copied.optimizer + copied.optimizer_step + copied.activations + copied.logits
     assert mapped_bytes(model.parameters()) == 0
     assert estimate(model, batch_size=2, seq_len=16, gradient_checkpointing=False, available=1 << 40).needed == extra
     weight = model.model.layers[0].mlp.up_proj.weight
