@@ -223,7 +223,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         m = r["memory"]
         terms = ", ".join(gb(m[k]) for k in ("parameters", "gradients", "optimizer", "optimizer_step", "activations",
-                                                "logits") if k in m)
+                                                "logits"))
         total, anon, file = r["train_stage_rss"]
         lines.append(f"| {r['backend']} | {r['precision']} | {r['parameters'] / 1e9:.2f}B ({r['trainable'] / 1e6:,.1f}M) "
                      f"| {gb(m['process_rss'])} + {gb(m['needed'])} ({terms}) | {gb(m['expected_peak'])} GiB "

@@ -13,13 +13,14 @@ dtypes and quantisation), so one function serves LoRA, QLoRA, full fine-tuning a
   scaled to the activation dtype; with gradient checkpointing only each layer's input is kept plus one
   layer's full activations;
 * logits: the vocabulary head's output and its gradient in fp32 at the positions it runs on;
-* optimizer step: AdamW (torch's per-tensor implementation, the default on the CPU) computes
-  ``exp_avg_sq.sqrt() / bias_correction`` for one parameter at a time, two temporaries the size of that
-  parameter: twice the largest trainable tensor (an untied 32,000 x 2,048 bf16 head: 0.24 GiB).
+* optimizer step: the temporaries of AdamW's update, ``exp_avg_sq.sqrt() / bias_correction``. On the CPU
+  torch's default is the per-tensor implementation: two temporaries the size of the largest trainable
+  tensor (an untied 32,000 x 2,048 bf16 head: 0.24 GiB). On CUDA it is the ``foreach`` one, whose
+  ``_foreach_sqrt`` makes one temporary of every trainable tensor at once: the gradients' size again.
 
 It is an estimate (allocator overhead, fragmentation and the framework are not counted, so the check
-keeps a 10% margin; glibc's heap keeps freed mid-sized tensors, which docs/training.md measures), meant to stop a run that would be killed by the kernel or CUDA minutes in, with
-a message that says what to change.
+keeps a 10% margin; glibc's heap keeps freed mid-sized tensors, measured in docs/training.md), meant to
+stop a run that would be killed by the kernel or CUDA minutes in, with a message that says what to change.
 """
 
 from __future__ import annotations
@@ -58,12 +59,12 @@ class MemoryEstimate:
     """Bytes of the weights that still lie in a memory-mapped file (safetensors weights loaded in their
     stored dtype are not copied): no RSS yet, but every page joins it once training reads it."""
     optimizer_step: int = 0
-    """Bytes AdamW's update allocates for a while: two temporaries the size of the largest trainable tensor."""
+    """Bytes AdamW's update allocates while it runs (the module docstring: per-tensor on the CPU, foreach on CUDA)."""
 
     @property
     def needed(self) -> int:
-        """What training adds to the memory in use now: gradients, optimizer state, activations and logits,
-        and the weights that are not in memory yet (all of them on a GPU, the memory-mapped ones on the CPU)."""
+        """What training adds to the memory in use now: gradients, optimizer state and its step's temporaries,
+        activations and logits, and the weights that are not in memory yet (all of them on a GPU, the memory-mapped ones on the CPU)."""
         extra = self.gradients + self.optimizer + self.optimizer_step + self.activations + self.logits
         return extra + (self.mapped_parameters if self.weights_resident else self.parameters)
 
@@ -83,7 +84,8 @@ class MemoryEstimate:
             mapped = self.mapped_parameters
             loaded = f" ({gb(mapped)} memory-mapped, not read yet)" if mapped else " (already loaded)"
         return (f"parameters {gb(self.parameters)}{loaded}, "
-                f"gradients {gb(self.gradients)}, optimizer {gb(self.optimizer)} (+{gb(self.optimizer_step)} while stepping), "
+                f"gradients {gb(self.gradients)}, "
+                f"optimizer {gb(self.optimizer)} (+{gb(self.optimizer_step)} while stepping), "
                 f"activations {gb(self.activations)}, logits {gb(self.logits)}; "
                 f"needed {gb(self.needed)} of {gb(self.available)} available on {self.device}")
 
@@ -143,9 +145,13 @@ def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointin
     trainable = sum(p.numel() for p in params if p.requires_grad)
     # A gradient, and each of AdamW's exp_avg and exp_avg_sq, takes its parameter's dtype (fp32 adapters and
     # bf16-mixed weights: 4 bytes each; full bf16-true weights: 2).
-    grads = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    sizes = [p.numel() * p.element_size() for p in params if p.requires_grad]
+    grads = sum(sizes)
     optim = 2 * grads
-    step = 2 * max((p.numel() * p.element_size() for p in params if p.requires_grad), default=0)
+    on_cpu = not device.startswith("cuda")
+    # torch picks AdamW's implementation by device (foreach on CUDA, per-tensor elsewhere); both measured
+    # in tests/unit/test_memory_estimate.py
+    step = 2 * max(sizes, default=0) if on_cpu else grads
     cfg = getattr(model, "config", None)
     hidden = int(getattr(cfg, "hidden_size", 0) or 0)
     heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
@@ -164,7 +170,6 @@ def estimate(model: Any, *, batch_size: int, seq_len: int, gradient_checkpointin
         activations = deep * per_layer
     positions = b * s // 2 if fast_head else b * s  # the fast head runs at trained positions only
     logits = 2 * 4 * positions * vocab if trainable else 0
-    on_cpu = not device.startswith("cuda")
     avail = available if available is not None else available_memory(device)
     return MemoryEstimate(param_bytes, grads, optim, int(activations), logits, int(avail), device, on_cpu,
                           process_rss() if on_cpu else 0, mapped_bytes(params) if on_cpu else 0, step)

@@ -33,19 +33,21 @@ def test_gradient_and_optimizer_terms_are_what_adamw_allocates(tiny_model_dir, d
     assert per_param == (4 if dtype == torch.float32 else 2)
 
 
-def test_optimizer_step_term_is_adamws_peak_while_stepping():
-    # one 128 MB weight: AdamW's update on the CPU briefly holds two temporaries of its size (sqrt, then the
-    # division by the bias correction), which the estimate adds to the steady gradients + moments
+@pytest.mark.parametrize("device, foreach, weights", [("cpu", False, 1), ("cuda", True, 4)])
+def test_optimizer_step_term_is_adamws_peak_while_stepping(device, foreach, weights):
+    # 128 MB of weights. AdamW's per-tensor update (torch's CPU default) briefly holds two temporaries of the
+    # largest weight's size (sqrt, then the division by the bias correction); the foreach one (the CUDA
+    # default, run here on the CPU) one temporary of every weight at once.
     import threading
     import time
 
-    weight = torch.nn.Parameter(torch.randn(4096, 8192))
-    model = torch.nn.Sequential(torch.nn.Linear(8192, 4096, bias=False))
-    model[0].weight = weight
-    est = estimate(model, batch_size=1, seq_len=1, gradient_checkpointing=False, available=1 << 40)
-    assert est.optimizer_step == 2 * weight.numel() * 4
-    weight.grad = torch.randn_like(weight)
-    opt = torch.optim.AdamW([weight], lr=1e-3)
+    model = torch.nn.Sequential(*(torch.nn.Linear(8192, 4096 // weights, bias=False) for _ in range(weights)))
+    sizes = [p.numel() * 4 for p in model.parameters()]
+    est = estimate(model, batch_size=1, seq_len=1, gradient_checkpointing=False, device=device, available=1 << 40)
+    assert est.optimizer_step == (2 * max(sizes) if device == "cpu" else sum(sizes))
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=foreach)
     opt.step()  # the moments exist now; the next step allocates only its temporaries
     peak, done = [0], threading.Event()
 
@@ -85,7 +87,8 @@ def test_expected_peak_adds_what_the_process_holds_on_the_cpu(tiny_model_dir):
     assert cpu.expected_peak == cpu.process_rss + cpu.needed and cpu.as_dict()["expected_peak"] == cpu.expected_peak
     gpu = estimate(model, batch_size=2, seq_len=16, gradient_checkpointing=False, device="cuda", available=1 << 40)
     assert gpu.process_rss == 0 and gpu.mapped_parameters == 0
-    assert gpu.expected_peak == gpu.needed == gpu.parameters + cpu.needed - cpu.mapped_parameters
+    assert gpu.expected_peak == gpu.needed == (gpu.parameters + cpu.needed - cpu.mapped_parameters
+                                               - cpu.optimizer_step + gpu.optimizer_step)
 
 
 def test_weights_in_a_memory_mapped_file_are_still_needed_on_the_cpu(tmp_path, tiny_model_dir):
