@@ -81,6 +81,33 @@ def quantize(src: Path, dest: Path, tensor_type: str, *, threads: int) -> None:
                            + ("; ".join(log[-3:]) or f"llama_model_quantize returned {rc}"))
 
 
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Models loaded inside run on llama.cpp's reference CPU kernels: ``use_extra_bufts`` off, as
+    ``llama-cli --no-repack`` does, so no weights are repacked into AMX or interleaved AVX layouts.
+
+    Why: those layouts are per-CPU speed-ups of the same file, and the judge should not depend on the CPU
+    the export ran on (the same file gets the same verification numbers on every x86 machine); and
+    llama.cpp's AMX path (compiled in on Xeons with AMX) crashes the process (SIGSEGV) evaluating Q8_0
+    weights narrower than its tiles. llama-cpp-python's ``Llama`` has no argument for the flag; it takes its
+    model parameters from ``llama_model_default_params``, which is wrapped here while the model loads."""
+    import llama_cpp.llama as lcpp_llama
+
+    bindings = lcpp_llama.llama_cpp
+    defaults = bindings.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = defaults
+
+
 @dataclass
 class LlamaCpp:
     """A GGUF file loaded by llama.cpp, with full logits kept for every evaluated position."""
@@ -91,7 +118,7 @@ class LlamaCpp:
     def load(cls, path: Path, *, n_ctx: int, threads: int, what: str) -> LlamaCpp:
         import llama_cpp
 
-        with llama_log() as log:
+        with llama_log() as log, reference_kernels():
             try:
                 llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=min(n_ctx, 512), n_threads=threads,
                                       logits_all=True, verbose=False,
