@@ -101,6 +101,10 @@ class EvalConfig:
     ``json_object`` (any JSON object), ``json_schema`` (conforming to ``task.output_schema``), or ``auto``:
     ``json_schema`` when the task declares ``task.output_schema`` and the predictor can constrain its
     decoding, else ``text``. ``ftframe serve`` takes the same from each request's ``response_format``."""
+    extractive: list[str] = field(default_factory=list)
+    """String properties of ``task.output_schema`` whose values are decoded only as substrings of the
+    prompt's last user message (copied, never invented; docs/evaluation.md, "Extractive decoding"). Needs
+    the ``json_schema`` response format, the ``compact`` layout and a local model."""
     json_whitespace: str = "compact"
     """JSON layout under a JSON response format: ``compact`` (``json.dumps``' separators ``", "``/``": "``,
     no newlines: how the shipped tasks' answers are written) or ``flexible`` (any JSON whitespace)."""

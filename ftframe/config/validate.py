@@ -95,7 +95,7 @@ def response_format_problems(cfg: DictConfig) -> list[str]:
     and have the schema they need."""
     from omegaconf import OmegaConf
 
-    from ftframe.engine.constrain import JSON_WHITESPACE, RESPONSE_FORMATS, check_schema
+    from ftframe.engine.constrain import JSON_WHITESPACE, RESPONSE_FORMATS, check_schema, extractive_problems
 
     out = []
     kind = cfg.eval.get("response_format", "auto")
@@ -114,6 +114,16 @@ def response_format_problems(cfg: DictConfig) -> list[str]:
     elif kind == "json_schema":
         out.append("eval.response_format=json_schema decodes under the task's JSON schema, but task.output_schema "
                    "is not set: give the schema there, or use eval.response_format=json_object or text.")
+    fields = cfg.eval.get("extractive") or []
+    if fields:
+        if not isinstance(fields, Sequence) or isinstance(fields, str):
+            return [*out, f"eval.extractive must be a list of property names, got {fields!r}."]
+        out += extractive_problems(schema if isinstance(schema, dict) else None, [str(f) for f in fields])
+        if kind in ("text", "json_object"):
+            out.append(f"eval.extractive copies values into the task's JSON schema, but eval.response_format={kind}: "
+                       f"use json_schema (or auto), or set eval.extractive=[].")
+        if cfg.eval.get("json_whitespace", "compact") != "compact":
+            out.append("eval.extractive lays the JSON out compactly: set eval.json_whitespace=compact.")
     return out
 
 

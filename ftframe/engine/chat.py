@@ -86,6 +86,12 @@ def encode(tokenizer: Any, messages: Sequence[Message], *, max_length: int | Non
     return Encoded(ids, labels)
 
 
+def last_user_text(messages: Sequence[Message]) -> str:
+    """The content of the last user message (``""`` when there is none): what extractive decoding copies
+    values from."""
+    return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+
+
 def pad_id(tokenizer: Any) -> int:
     """The id batches are padded with: the tokenizer's pad token, else its eos (as training pads)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

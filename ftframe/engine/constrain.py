@@ -23,7 +23,7 @@ model choose any JSON whitespace instead). llguidance emits object properties in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,3 +147,130 @@ def compile_response_format(response_format: Mapping[str, Any] | None, tokenizer
         raise ResponseFormatError(f"The JSON schema cannot be used for decoding: {problem}.",
                                   "response_format.json_schema.schema")
     return Grammar(ll, grammar, schema)
+
+
+# ------------------------------------------------------------------------------------------ extractive
+# Why a Lark grammar here rather than a JSON schema: a schema cannot say "a substring of this text". The
+# grammar below only lays out the object (keys in ``properties`` order, ``json.dumps``' separators); each
+# extractive value is llguidance's own ``substring_words`` lexeme intersected with the property's
+# constraints, and every other value is the property's JSON schema compiled by llguidance (``%json``).
+_PLAIN_JSON_CHARS = r'[^"\\\x00-\x1f]'  # characters a JSON string holds unescaped
+
+
+def extractive_problems(schema: Mapping[str, Any] | None, fields: Sequence[str], where: str = "eval.extractive"
+                        ) -> list[str]:
+    """Why ``fields`` cannot be decoded extractively under ``schema`` (empty when they can): the schema must
+    be an object and each field one of its string properties without ``enum``/``const``/``format``."""
+    if not fields:
+        return []
+    if schema is None:
+        return [f"{where} copies values of task.output_schema's properties, but the task has no output_schema."]
+    props = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(props, Mapping):
+        return [f"{where} needs task.output_schema to be an object with properties."]
+    out = []
+    for name in fields:
+        spec = props.get(name)
+        if not isinstance(spec, Mapping):
+            out.append(f"{where}: {name!r} is not a property of task.output_schema (properties: {', '.join(props)}).")
+        elif spec.get("type") != "string" or any(k in spec for k in ("enum", "const", "format")):
+            out.append(f"{where}: {name!r} must be a plain string property (type string, no enum, const or format) "
+                       f"to be copied from the message; it is {json.dumps(dict(spec))}.")
+    return out
+
+
+def _lark_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a Lark string literal
+
+
+def _pattern_body(pattern: str) -> str:
+    """A JSON-schema ``pattern`` (a search) as a regex that must match the whole value."""
+    body = pattern[1:] if pattern.startswith("^") else ".*" + pattern
+    return body[:-1] if body.endswith("$") and not body.endswith("\\$") else body + ".*"
+
+
+def _extract_lexeme(spec: Mapping[str, Any], source: str) -> str:
+    """A Lark terminal: a substring of ``source`` that is also the property's string (its pattern, length
+    bounds) and needs no JSON escape."""
+    lo, hi = int(spec.get("minLength", 0)), spec.get("maxLength")
+    parts = [f'%regex {json.dumps({"substring_chars": source})}',
+             f"/{_PLAIN_JSON_CHARS}{{{lo},{'' if hi is None else int(hi)}}}/"]
+    if spec.get("pattern") is not None:
+        parts.append("/" + _pattern_body(str(spec["pattern"])).replace("/", "\\/") + "/")
+    return " & ".join(parts)
+
+
+def _copyable(spec: Mapping[str, Any], source: str) -> bool:
+    """Whether some substring of ``source`` is a value of the property (else its key must not be opened:
+    the grammar would have no way to finish the string). Checked with Python's ``re`` on each stretch of
+    characters a JSON string holds unescaped; a pattern Python cannot read counts as copyable."""
+    import re
+
+    lo, hi = int(spec.get("minLength", 0)), spec.get("maxLength")
+    stretches = re.split(r'["\\\x00-\x1f]', source)
+    if spec.get("pattern") is None:
+        return any(len(t) >= lo for t in stretches)
+    pattern = str(spec["pattern"]).removeprefix("^")
+    pattern = pattern[:-1] if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    try:
+        value = re.compile(pattern)
+    except re.error:
+        return True
+    return any(lo <= len(m.group()) <= (hi if hi is not None else len(t))
+               for t in stretches for i in range(len(t)) if (m := value.match(t, i)))
+
+
+def extractive_lark(schema: Mapping[str, Any], fields: Sequence[str], source: str) -> str:
+    """The Lark grammar of a compact JSON object conforming to ``schema`` (a flat object) whose ``fields``
+    are copied from ``source``: keys in ``properties`` order, the required ones present, others optional."""
+    required = set(schema.get("required", ()))
+    # an optional property with nothing to copy is left out; a required one keeps its plain schema
+    props = [(name, spec) for name, spec in schema["properties"].items()
+             if name not in fields or name in required or _copyable(spec, source)]
+    fields = [name for name in fields if name not in required or _copyable(schema["properties"][name], source)]
+    layout = {"x-guidance": _LAYOUT["compact"]}
+    lines = []
+    for i, (name, spec) in enumerate(props):
+        key = _lark_string(json.dumps(name) + ": ")
+        if name in fields:
+            lines += [f'p{i}: {key} "\\"" V{i} "\\""', f"V{i}: {_extract_lexeme(spec, source)}"]
+        else:
+            lines.append(f"p{i}: {key} %json {json.dumps({**dict(spec), **layout})}")
+
+    def choices(start: int, sep: str) -> tuple[list[str], bool]:
+        """What may come after property ``start - 1``: the next present property and its tail; and whether
+        nothing may (no required property left)."""
+        alts = []
+        for j in range(start, len(props)):
+            alts.append(f"{sep}p{j} a{j}")
+            if props[j][0] in required:
+                return alts, False
+        return alts, True
+
+    for i in range(len(props)):
+        alts, may_end = choices(i + 1, '", " ')
+        lines.append(f"a{i}: " + (" | ".join(alts) + (" |" if may_end else "") if alts else '""'))
+    first, may_be_empty = choices(0, "")
+    lines.insert(0, 'start: "{" body "}"')
+    lines.insert(1, "body: " + " | ".join(first) + (" |" if may_be_empty else ""))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ExtractiveGrammar:
+    """``schema`` with ``fields`` copied from each prompt's text: :meth:`for_source` compiles one prompt's
+    grammar (a few milliseconds)."""
+
+    ll_tokenizer: Any
+    schema: dict[str, Any]
+    fields: tuple[str, ...]
+
+    def for_source(self, source: str) -> Grammar:
+        import llguidance
+
+        grammar = llguidance.grammar_from("lark", extractive_lark(self.schema, self.fields, source))
+        problem = llguidance.LLMatcher.validate_grammar(grammar, self.ll_tokenizer)
+        if problem:
+            raise ResponseFormatError(f"The extractive grammar cannot be used for decoding: {problem}.",
+                                      "eval.extractive")
+        return Grammar(self.ll_tokenizer, grammar, self.schema)

@@ -48,6 +48,14 @@ def response_format(eval_config: Any, task: TaskInfo, predictor: Any = None) -> 
     return response_format_for_schema(task.output_schema, name=task.name)
 
 
+def decoding(eval_config: Any, task: TaskInfo, predictor: Any = None) -> dict[str, Any]:
+    """How generated answers are decoded, as keyword arguments of :func:`evaluate` and :func:`predict`:
+    the ``response_format`` (see :func:`response_format`), ``eval.json_whitespace`` and ``eval.extractive``."""
+    return {"response_format": response_format(eval_config, task, predictor),
+            "json_whitespace": str(getattr(eval_config, "json_whitespace", "compact")),
+            "extractive": tuple(str(f) for f in getattr(eval_config, "extractive", None) or ())}
+
+
 def constrains(predictor: Any) -> bool:
     """Whether ``predictor.generate`` takes a ``response_format`` (can decode under a schema)."""
     return "response_format" in inspect.signature(predictor.generate).parameters
@@ -67,9 +75,10 @@ def tools_argument(predictor: Any, examples: Sequence[Example]) -> dict[str, Any
 
 def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *, mode: str,
             max_new_tokens: int, progress: Callable[[int], None] | None = None,
-            response_format: dict[str, Any] | None = None, json_whitespace: str = "compact") -> list[Prediction]:
-    """One :class:`Prediction` per example, by greedy generation (under ``response_format`` when given)
-    or by scoring the label set."""
+            response_format: dict[str, Any] | None = None, json_whitespace: str = "compact",
+            extractive: Sequence[str] = ()) -> list[Prediction]:
+    """One :class:`Prediction` per example, by greedy generation (under ``response_format`` when given,
+    ``extractive`` properties copied from each prompt) or by scoring the label set."""
     prompts = [ex.prompt for ex in examples]
     if mode == "score":
         if not task.labels:
@@ -88,6 +97,11 @@ def predict(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, *
             raise ConfigError(f"The predictor {predictor.name!r} cannot constrain its decoding to a response "
                               f"format; set eval.response_format=text (or auto).")
         else:
+            if extractive:
+                if "extractive" not in inspect.signature(predictor.generate).parameters:
+                    raise ConfigError(f"The predictor {predictor.name!r} cannot copy values from the prompt "
+                                      f"(eval.extractive); evaluate with a local model or set eval.extractive=[].")
+                extra["extractive"] = tuple(extractive)
             answers = predictor.generate(prompts, max_new_tokens=max_new_tokens, progress=progress,  # type: ignore[call-arg]
                                          response_format=response_format, json_whitespace=json_whitespace, **extra)
         scores = [None] * len(answers)
@@ -136,7 +150,7 @@ def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, 
              *, mode: str, max_new_tokens: int, run_dir: Path, prefix: str = "", registry: Any = None,
              baseline: Sequence[Prediction] | None = None,
              progress: Callable[[str, int], Any] | None = None, response_format: dict[str, Any] | None = None,
-             json_whitespace: str = "compact") -> tuple[dict[str, Any], list[Prediction]]:
+             json_whitespace: str = "compact", extractive: Sequence[str] = ()) -> tuple[dict[str, Any], list[Prediction]]:
     """Predict ``examples`` in ``mode`` (``both``: generate, then score), score, write predictions.
 
     ``progress(description, total)`` is a context manager yielding ``advance(n)`` (a progress bar).
@@ -153,7 +167,7 @@ def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, 
         with bar(label, len(examples)) as advance:
             t0 = time.perf_counter()
             preds = predict(predictor, examples, task, mode=m, max_new_tokens=max_new_tokens, progress=advance,
-                            response_format=response_format, json_whitespace=json_whitespace)
+                            response_format=response_format, json_whitespace=json_whitespace, extractive=extractive)
             seconds = time.perf_counter() - t0
         if any("reference_loglik" in metric.needs for metric in metrics.values()):
             with bar(f"{label} (reference log-likelihood)", sum(1 for p in preds if p.gold)) as advance:
@@ -164,6 +178,8 @@ def evaluate(predictor: Predictor, examples: Sequence[Example], task: TaskInfo, 
         scored["mode"], scored["seconds"] = m, round(seconds, 2)
         if m == "generate":
             scored["response_format"] = (response_format or {"type": "text"})["type"]
+            if extractive and response_format is not None:
+                scored["extractive"] = list(extractive)
         suffix = "" if m == modes[0] else f"_{m}"
         write_jsonl(run_dir / f"{prefix}predictions{suffix}.jsonl", [p.to_record() for p in preds])
         if m == modes[0]:

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftframe.api import Example, LoadedModel, Metric, ModelSource, TaskInfo, TrainedModel
 from ftframe.config.schema import EvalConfig, TrainerConfig
-from ftframe.engine.evaluate import predict, response_format, score_predictions
+from ftframe.engine.evaluate import decoding, predict, score_predictions
 
 
 @dataclass
@@ -72,8 +72,7 @@ class TrainJob:
             predictor = make(model, tokenizer, batch_size=self.eval_config.batch_size,
                              precision=self.eval_config.precision)
             preds = predict(predictor, self.val, self.task, mode=mode, max_new_tokens=self.eval_config.max_new_tokens,
-                            response_format=response_format(self.eval_config, self.task, predictor),
-                            json_whitespace=self.eval_config.json_whitespace)
+                            **decoding(self.eval_config, self.task, predictor))
             in_loop = {name: m for name, m in self.metrics.items() if m.in_loop}
             values = score_predictions(preds, in_loop, self.task)["values"]
             return {f"val/{k}": float(v) for k, v in values.items()}

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ftframe import console as ui
 from ftframe.api import Example, Metric, Prediction, Predictor, TaskInfo
-from ftframe.engine.evaluate import evaluate, response_format, task_info  # noqa: F401 - task_info: the commands' import
+from ftframe.engine.evaluate import decoding, evaluate, task_info  # noqa: F401 - task_info: the commands' import
 from ftframe.engine.run import apply_gate, gate_line
 from ftframe.io import write_json, write_text
 from ftframe.manifest import file_hashes, new_manifest, now
@@ -55,8 +55,7 @@ def evaluate_model(cfg: DictConfig, predictor: Predictor, examples: list[Example
         scores, _ = evaluate(predictor, examples, task, metrics, mode=str(cfg.eval.mode),
                              max_new_tokens=int(cfg.eval.max_new_tokens), run_dir=out_dir, registry=registry,
                              baseline=baseline, progress=lambda label, total: ui.progress_bar(con, label, total),
-                             response_format=response_format(cfg.eval, task, predictor),
-                             json_whitespace=str(cfg.eval.json_whitespace))
+                             **decoding(cfg.eval, task, predictor))
         result.scores = scores
         lower = {n for n, m in metrics.items() if not m.higher_is_better}
         result.gate = apply_gate(dict(cfg.gate), scores["values"], lower)

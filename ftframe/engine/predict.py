@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from ftframe.api import Message
-from ftframe.engine.chat import pad_id, render
-from ftframe.engine.constrain import compile_response_format
+from ftframe.engine.chat import last_user_text, pad_id, render
+from ftframe.engine.constrain import ExtractiveGrammar, compile_response_format
 from ftframe.engine.decoding import (
     BatchDecoder,
     Row,
@@ -21,7 +21,7 @@ from ftframe.engine.decoding import (
     left_pad,
     prefill,
 )
-from ftframe.errors import DataError
+from ftframe.errors import ConfigError, DataError
 
 
 @contextmanager
@@ -233,15 +233,23 @@ class LocalPredictor:
     @torch.no_grad()
     def generate(self, prompts: Sequence[list[Message]], *, max_new_tokens: int,
                  progress: Callable[[int], None] | None = None, response_format: dict[str, Any] | None = None,
-                 json_whitespace: str = "compact", tools: Sequence[list | None] | None = None) -> list[str]:
+                 json_whitespace: str = "compact", tools: Sequence[list | None] | None = None,
+                 extractive: Sequence[str] = ()) -> list[str]:
         """Greedy answers, decoded in batches of ``batch_size`` that refill as rows end (prompts in order
         of length, so a batch's rows need little padding). With ``response_format`` (OpenAI's shape) every
-        answer is decoded under its grammar (:mod:`ftframe.engine.constrain`). ``tools``: each prompt's tool
-        definitions, rendered by the chat template as in training."""
+        answer is decoded under its grammar (:mod:`ftframe.engine.constrain`); ``extractive`` names the
+        schema's string properties whose values are copied from each prompt's last user message.
+        ``tools``: each prompt's tool definitions, rendered by the chat template as in training."""
         grammar = self.grammar(response_format, json_whitespace)
+        grammars = [grammar] * len(prompts)
+        if extractive:
+            if grammar is None or json_whitespace != "compact":
+                raise ConfigError("Extractive decoding needs a JSON schema response format with the compact layout.")
+            copier = ExtractiveGrammar(grammar.ll_tokenizer, grammar.schema, tuple(extractive))
+            grammars = [copier.for_source(last_user_text(p)) for p in prompts]
         encoded = self._encode_prompts(prompts, tools)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        rows = [Row(encoded[i], max_new_tokens, key=i, grammar=grammar) for i in order]
+        rows = [Row(encoded[i], max_new_tokens, key=i, grammar=grammars[i]) for i in order]
         with evaluating(self.model, self.precision_for("generate")):
             decode_all(self.decoder(), rows, batch_size=self.batch_size, progress=progress)
         out: list[str] = [""] * len(encoded)

@@ -23,7 +23,7 @@ from ftframe import console as ui
 from ftframe.api import Example, ExportContext, Metric, Prediction, TaskInfo
 from ftframe.config.validate import validate
 from ftframe.engine.data_source import load_data
-from ftframe.engine.evaluate import evaluate, response_format, task_info
+from ftframe.engine.evaluate import decoding, evaluate, task_info
 from ftframe.engine.export import run_exporters
 from ftframe.engine.job import TrainJob
 from ftframe.engine.ranks import is_global_zero
@@ -267,8 +267,7 @@ def _evaluate(con: Any, cfg: DictConfig, predictor: Any, examples: list[Example]
                     max_new_tokens=int(cfg.eval.max_new_tokens), run_dir=run_dir, prefix=prefix,
                     registry=registry, baseline=baseline,
                     progress=lambda label, total: ui.progress_bar(con, label, total),
-                    response_format=response_format(cfg.eval, task, predictor),
-                    json_whitespace=str(cfg.eval.json_whitespace))
+                    **decoding(cfg.eval, task, predictor))
 
 
 def _load_golden(cfg: DictConfig, registry: Registry, pm: Any, manifest: dict[str, Any], con: Any) -> list[Example]:

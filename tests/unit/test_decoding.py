@@ -186,3 +186,115 @@ def test_a_cache_that_cannot_be_concatenated_is_refused(predictor):
     assert not decoder.can_join
     with pytest.raises(RuntimeError, match="cannot take new rows"):
         decoder.add([Row(encoded[1], 4, key=1)])
+
+
+# ------------------------------------------------------------------------------------- extractive
+MESSAGE = "Hallo, Bestellung K-12345: der Toaster Pro kam kaputt an, bitte an anna@example.com antworten."
+EXTRACT = {"type": "object", "required": ["intent"], "additionalProperties": False,
+           "properties": {"intent": {"enum": ["refund", "damaged_item"]},
+                          "order_id": {"type": "string", "pattern": "^[A-Z]-[0-9]{5}$"},
+                          "product": {"type": "string", "maxLength": 12},
+                          "email": {"type": "string", "maxLength": 24}}}
+FIELDS = ("order_id", "product", "email")
+
+
+def _accepts(tokenizer, grammar, answer: str) -> bool:
+    matcher = grammar.matcher()
+    return bool(matcher.consume_tokens(tokenizer.encode(answer, add_special_tokens=False))) and matcher.is_accepting()
+
+
+def _copier(tokenizer, schema=EXTRACT, fields=FIELDS):
+    from ftframe.engine.constrain import ExtractiveGrammar
+
+    compiled = compile_response_format(response_format_for_schema(schema), tokenizer, len(tokenizer))
+    return ExtractiveGrammar(compiled.ll_tokenizer, compiled.schema, fields)
+
+
+@pytest.mark.parametrize(("answer", "accepted"), [
+    ('{"intent": "damaged_item", "order_id": "K-12345", "product": "Toaster Pro", "email": "anna@example.com"}', True),
+    ('{"intent": "damaged_item"}', True),                       # optional properties may be left out
+    ('{"intent": "refund", "email": "anna@example.com"}', True),  # ... in any combination, in schema order
+    ('{"intent": "damaged_item", "product": "Toaster"}', True),    # a shorter span of the message
+    ('{"intent": "damaged_item", "product": "Toaster Max"}', False),  # not in the message
+    ('{"intent": "damaged_item", "order_id": "K-99999"}', False),     # matches the pattern, not in the message
+    ('{"intent": "damaged_item", "order_id": "Bestellung"}', False),  # in the message, not the pattern
+    ('{"intent": "damaged_item", "product": "Toaster Pro kam"}', False),  # over maxLength 12
+    ('{"intent": "damaged_item", "email": "anna@example.com", "product": "Toaster Pro"}', False),  # order
+    ('{"order_id": "K-12345"}', False),                          # the required property is missing
+    ('{"intent": "fraud"}', False),                              # the enum still holds
+])
+def test_extractive_values_are_spans_of_the_message_under_the_schema(tiny_tokenizer, answer, accepted):
+    assert _accepts(tiny_tokenizer, _copier(tiny_tokenizer).for_source(MESSAGE), answer) is accepted
+
+
+def test_a_quote_in_the_message_is_never_copied_unescaped(tiny_tokenizer):
+    grammar = _copier(tiny_tokenizer).for_source('the "Toaster Pro", order K-12345')
+    assert _accepts(tiny_tokenizer, grammar, '{"intent": "refund", "product": "Toaster Pro"}')
+    assert not _accepts(tiny_tokenizer, grammar, '{"intent": "refund", "product": "\\"Toaster Pro"}')
+
+
+def test_a_property_with_nothing_to_copy_cannot_be_opened(tiny_tokenizer):
+    """No order number in the message: the key is never written (it would have no value to finish with)."""
+    grammar = _copier(tiny_tokenizer).for_source("Der Toaster Pro kam kaputt an.")
+    assert _accepts(tiny_tokenizer, grammar, '{"intent": "damaged_item", "product": "Toaster Pro"}')
+    matcher = grammar.matcher()
+    assert not matcher.consume_tokens(tiny_tokenizer.encode('{"intent": "refund", "order_id": "',
+                                                            add_special_tokens=False))
+    required = {**EXTRACT, "required": ["intent", "order_id"]}  # a required one keeps its plain schema
+    assert _accepts(tiny_tokenizer, _copier(tiny_tokenizer, required).for_source("kaputt"),
+                    '{"intent": "refund", "order_id": "K-99999"}')
+
+
+def test_every_gold_answer_of_the_shipped_extraction_set_is_a_copy_the_grammar_allows(tiny_tokenizer):
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from ftframe.config.compose import config_dir
+
+    task = OmegaConf.load(config_dir() / "task" / "extraction.yaml")
+    copier = _copier(tiny_tokenizer, OmegaConf.to_container(task.task.output_schema), tuple(task.eval.extractive))
+    rows = [json.loads(line) for line in (files("ftframe_datasets") / "extraction/messages.jsonl").open()]
+    refused = [r["messages"][-1]["content"] for r in rows[:150]
+               if not _accepts(tiny_tokenizer, copier.for_source(r["messages"][1]["content"]), r["messages"][-1]["content"])]
+    assert refused == [] and len(rows) >= 150
+
+
+def test_the_tiny_model_under_the_extractive_grammar_copies_from_each_prompt(predictor):
+    from jsonschema import validate
+
+    prompts = [[{"role": "user", "content": MESSAGE}], [{"role": "user", "content": "Bestellung Z-55555, Toaster Pro"}]]
+    # free-form values (the same schema without the copy constraint) are invented by the random model
+    free = [json.loads(a) for a in predictor.generate(prompts, max_new_tokens=200,
+                                                      response_format=response_format_for_schema(EXTRACT))]
+    copied = [json.loads(a) for a in predictor.generate(prompts, max_new_tokens=80, extractive=FIELDS,
+                                                        response_format=response_format_for_schema(EXTRACT))]
+    def invented(answers):
+        return [v for a, p in zip(answers, prompts) for k, v in a.items() if k in FIELDS and v not in p[0]["content"]]
+    assert invented(free) and not invented(copied)
+    for answer in copied:
+        validate(answer, EXTRACT)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"extractive": ["intent"]}, "'intent' must be a plain string property"),
+    ({"extractive": ["sku"]}, "'sku' is not a property of task.output_schema"),
+    ({"extractive": ["product"], "response_format": "json_object"}, "use json_schema"),
+    ({"extractive": ["product"], "json_whitespace": "flexible"}, "set eval.json_whitespace=compact"),
+])
+def test_bad_extractive_settings_are_config_problems(overrides, message):
+    from omegaconf import OmegaConf
+
+    from ftframe.config.validate import response_format_problems
+
+    cfg = OmegaConf.create({"task": {"output_schema": EXTRACT}, "eval": {"response_format": "auto", **overrides}})
+    assert any(message in p for p in response_format_problems(cfg))
+
+
+def test_extractive_without_a_schema_is_a_config_problem():
+    from omegaconf import OmegaConf
+
+    from ftframe.config.validate import response_format_problems
+
+    cfg = OmegaConf.create({"task": {}, "eval": {"extractive": ["product"]}})
+    assert any("the task has no output_schema" in p for p in response_format_problems(cfg))
