@@ -152,7 +152,7 @@ def compile_response_format(response_format: Mapping[str, Any] | None, tokenizer
 # ------------------------------------------------------------------------------------------ extractive
 # Why a Lark grammar here rather than a JSON schema: a schema cannot say "a substring of this text". The
 # grammar below only lays out the object (keys in ``properties`` order, ``json.dumps``' separators); each
-# extractive value is llguidance's own ``substring_words`` lexeme intersected with the property's
+# extractive value is llguidance's own ``substring_chars`` lexeme intersected with the property's
 # constraints, and every other value is the property's JSON schema compiled by llguidance (``%json``).
 _PLAIN_JSON_CHARS = r'[^"\\\x00-\x1f]'  # characters a JSON string holds unescaped
 
@@ -179,14 +179,18 @@ def extractive_problems(schema: Mapping[str, Any] | None, fields: Sequence[str],
     return out
 
 
-def _lark_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string literal is a Lark string literal
+def _strip_anchors(pattern: str) -> tuple[str, bool, bool]:
+    """A JSON-schema ``pattern`` without its ``^``/``$``, and whether each was there."""
+    start = pattern.startswith("^")
+    core = pattern[1:] if start else pattern
+    end = core.endswith("$") and not core.endswith("\\$")
+    return (core[:-1] if end else core), start, end
 
 
 def _pattern_body(pattern: str) -> str:
     """A JSON-schema ``pattern`` (a search) as a regex that must match the whole value."""
-    body = pattern[1:] if pattern.startswith("^") else ".*" + pattern
-    return body[:-1] if body.endswith("$") and not body.endswith("\\$") else body + ".*"
+    core, start, end = _strip_anchors(pattern)
+    return ("" if start else ".*") + core + ("" if end else ".*")
 
 
 def _extract_lexeme(spec: Mapping[str, Any], source: str) -> str:
@@ -210,10 +214,8 @@ def _copyable(spec: Mapping[str, Any], source: str) -> bool:
     stretches = re.split(r'["\\\x00-\x1f]', source)
     if spec.get("pattern") is None:
         return any(len(t) >= lo for t in stretches)
-    pattern = str(spec["pattern"]).removeprefix("^")
-    pattern = pattern[:-1] if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
     try:
-        value = re.compile(pattern)
+        value = re.compile(_strip_anchors(str(spec["pattern"]))[0])
     except re.error:
         return True
     return any(lo <= len(m.group()) <= (hi if hi is not None else len(t))
@@ -224,15 +226,15 @@ def extractive_lark(schema: Mapping[str, Any], fields: Sequence[str], source: st
     """The Lark grammar of a compact JSON object conforming to ``schema`` (a flat object) whose ``fields``
     are copied from ``source``: keys in ``properties`` order, the required ones present, others optional."""
     required = set(schema.get("required", ()))
+    copied = {name for name in fields if _copyable(schema["properties"][name], source)}
     # an optional property with nothing to copy is left out; a required one keeps its plain schema
     props = [(name, spec) for name, spec in schema["properties"].items()
-             if name not in fields or name in required or _copyable(spec, source)]
-    fields = [name for name in fields if name not in required or _copyable(schema["properties"][name], source)]
+             if name not in fields or name in copied or name in required]
     layout = {"x-guidance": _LAYOUT["compact"]}
     lines = []
     for i, (name, spec) in enumerate(props):
-        key = _lark_string(json.dumps(name) + ": ")
-        if name in fields:
+        key = json.dumps(json.dumps(name) + ": ")  # a JSON string literal is a Lark string literal
+        if name in copied:
             lines += [f'p{i}: {key} "\\"" V{i} "\\""', f"V{i}: {_extract_lexeme(spec, source)}"]
         else:
             lines.append(f"p{i}: {key} %json {json.dumps({**dict(spec), **layout})}")

@@ -246,7 +246,11 @@ class LocalPredictor:
             if grammar is None or json_whitespace != "compact":
                 raise ConfigError("Extractive decoding needs a JSON schema response format with the compact layout.")
             copier = ExtractiveGrammar(grammar.ll_tokenizer, grammar.schema, tuple(extractive))
-            grammars = [copier.for_source(last_user_text(p)) for p in prompts]
+            by_source: dict[str, Any] = {}  # short messages repeat ("Yes please"): one compile each
+            for p in prompts:
+                text = last_user_text(p)
+                by_source[text] = by_source.get(text) or copier.for_source(text)
+            grammars = [by_source[last_user_text(p)] for p in prompts]
         encoded = self._encode_prompts(prompts, tools)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         rows = [Row(encoded[i], max_new_tokens, key=i, grammar=grammars[i]) for i in order]

@@ -255,9 +255,9 @@ def test_every_gold_answer_of_the_shipped_extraction_set_is_a_copy_the_grammar_a
     task = OmegaConf.load(config_dir() / "task" / "extraction.yaml")
     copier = _copier(tiny_tokenizer, OmegaConf.to_container(task.task.output_schema), tuple(task.eval.extractive))
     rows = [json.loads(line) for line in (files("ftframe_datasets") / "extraction/messages.jsonl").open()]
-    refused = [r["messages"][-1]["content"] for r in rows[:150]
+    refused = [r["messages"][-1]["content"] for r in rows
                if not _accepts(tiny_tokenizer, copier.for_source(r["messages"][1]["content"]), r["messages"][-1]["content"])]
-    assert refused == [] and len(rows) >= 150
+    assert refused == [] and len(rows) == 400
 
 
 def test_the_tiny_model_under_the_extractive_grammar_copies_from_each_prompt(predictor):
@@ -298,3 +298,21 @@ def test_extractive_without_a_schema_is_a_config_problem():
 
     cfg = OmegaConf.create({"task": {}, "eval": {"extractive": ["product"]}})
     assert any("the task has no output_schema" in p for p in response_format_problems(cfg))
+
+
+def test_a_predictor_that_cannot_copy_is_told_so_rather_than_decoding_freely():
+    from ftframe.api import Example, TaskInfo
+    from ftframe.engine.evaluate import predict
+    from ftframe.errors import ConfigError
+
+    class SchemaOnly:  # a predictor that constrains to a schema but takes no extractive argument
+        name = "schema-only"
+
+        def generate(self, prompts, *, max_new_tokens, progress=None, response_format=None, json_whitespace="compact"):
+            return ["{}"] * len(prompts)
+
+    examples = [Example(messages=[{"role": "user", "content": MESSAGE}, {"role": "assistant", "content": "{}"}])]
+    task = TaskInfo(name="t", type="generation", labels=[], output_schema=EXTRACT)
+    with pytest.raises(ConfigError, match="cannot copy values from the prompt"):
+        predict(SchemaOnly(), examples, task, mode="generate", max_new_tokens=8,
+                response_format=response_format_for_schema(EXTRACT), extractive=FIELDS)
